@@ -1,0 +1,28 @@
+# Edge: the two front-door commands. Both bootstrap what they need on a fresh machine.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+
+.PHONY: run test lint bootstrap bench clean
+
+bootstrap:
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	@$(UV) sync --frozen --quiet
+
+## Start the whole stack on this machine (embedded NATS, S3 store and SQLite).
+run: bootstrap
+	@$(UV) run --frozen edge-run
+
+## Run every test (lint and type check first).
+test: bootstrap lint
+	@$(UV) run --frozen pytest
+
+lint: bootstrap
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+	@$(UV) run --frozen mypy libs services
+
+bench: bootstrap
+	@$(UV) run --frozen python bench/run.py
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,1 @@
+"""What every Edge service shares: events, settings, JetStream topology, object store, logging."""

@@ -1,0 +1,59 @@
+"""The datashare table every receiver and uploader keeps in memory, folded from the
+registry's last-value bucket in JetStream: no call to the registry on the hot path, and it
+keeps serving while the registry (or NATS, with the last known table) is down."""
+
+import asyncio
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE
+from pydantic import ValidationError
+
+from edge_core.datashares import Datashare
+from edge_core.topology import DATASHARES_BUCKET
+
+log = logging.getLogger(__name__)
+
+
+class DatashareTable:
+    def __init__(self) -> None:
+        self._by_id: dict[str, Datashare] = {}
+        self.loaded = asyncio.Event()  # set once the initial contents have been read
+
+    def get(self, datashare_id: str) -> Datashare | None:
+        return self._by_id.get(datashare_id)
+
+    def all(self) -> list[Datashare]:
+        return list(self._by_id.values())
+
+    def apply(self, key: str, value: bytes | None, deleted: bool) -> None:
+        """Fold one entry of the bucket into the table (a pure function of the entries)."""
+        if deleted or not value:
+            self._by_id.pop(key, None)
+            return
+        try:
+            datashare = Datashare.model_validate_json(value)
+        except ValidationError as exc:
+            log.error("ignoring invalid datashare entry %r: %s", key, exc)
+            return
+        current = self._by_id.get(key)
+        if current is None or datashare.revision >= current.revision:
+            self._by_id[key] = datashare
+
+    async def follow(self, js: JetStreamContext) -> None:
+        """Read the bucket, then apply every change as it comes, for ever (restarting the
+        watch if it stops, e.g. across a NATS restart)."""
+        while True:
+            try:
+                kv = await js.key_value(DATASHARES_BUCKET)
+                watcher = await kv.watchall()
+                async for entry in watcher:
+                    if entry is None:  # end of the initial values
+                        self.loaded.set()
+                        continue
+                    self.apply(entry.key, entry.value, entry.operation in (KV_DEL, KV_PURGE))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("datashare watch interrupted (%s); retrying", exc)
+            await asyncio.sleep(1.0)

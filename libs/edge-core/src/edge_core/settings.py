@@ -1,0 +1,45 @@
+"""Settings shared by every service; each service's ``config.py`` subclasses :class:`EdgeSettings`.
+
+Every field is read from an ``EDGE_``-prefixed environment variable (``nats_url`` from
+``EDGE_NATS_URL``). The defaults are the embedded servers that ``make run`` starts, on ports
+chosen not to collide with standard ones (4222, 5432, 9000, ...).
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+EMBEDDED_NATS_PORT = 14222
+EMBEDDED_S3_PORT = 18333
+
+
+class EdgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_", extra="ignore", env_file=None)
+
+    # NATS JetStream: the event bus.
+    nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
+    events_stream: str = "EDGE_EVENTS"
+    # Re-publishing the same message id within this window is dropped by JetStream.
+    events_duplicate_window_s: float = 120.0
+    # Events older than this are discarded (0 = keep for ever); a monitor rebuild replays the rest.
+    events_max_age_s: float = 90 * 24 * 3600.0
+    events_replicas: int = 1
+
+    # S3-compatible object store: the local buffer (MinIO API; embedded: SeaweedFS `weed mini`).
+    s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
+    s3_access_key: str = "edge"
+    s3_secret_key: SecretStr = SecretStr("edge-local-secret")
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    buffer_bucket: str = "edge-buffer"
+
+    # Token(s) for the REST APIs: "token" or "name:token,name2:token2" (names attribute changes).
+    api_token: SecretStr = SecretStr("")
+
+    # Where local state lives (embedded servers' data, SQLite files, spool files).
+    data_dir: Path = Path("var")
+
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"

