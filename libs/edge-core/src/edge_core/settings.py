@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMBEDDED_NATS_PORT = 14222
 EMBEDDED_S3_PORT = 18333
+# Where instances go when a datashare names no destination: a bucket of the buffer's S3 store.
+DEFAULT_DESTINATION = "s3://edge-destination"
 
 
 class EdgeSettings(BaseSettings):

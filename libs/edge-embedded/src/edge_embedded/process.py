@@ -17,34 +17,42 @@ class ServerProcess:
         name: str,
         argv: list[str],
         ready: Callable[[], bool],
-        log_path: Path,
+        log_path: Path | None,
         env: dict[str, str] | None = None,
     ) -> None:
+        """``log_path`` None: the child writes to the launcher's own terminal."""
         self.name, self.argv, self.ready, self.log_path = name, argv, ready, log_path
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60.0) -> "ServerProcess":
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        logfile = self.log_path.open("ab")
+        self.spawn()
+        self.wait_ready(timeout_s)
+        return self
+
+    def spawn(self) -> None:
+        """Start without waiting for readiness."""
+        logfile = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            logfile = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.argv,
             stdout=logfile,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if logfile else None,
             env=self.env,
             start_new_session=True,  # a Ctrl-C at the terminal is handled by the launcher
         )
-        logfile.close()
-        self.wait_ready(timeout_s)
-        return self
+        if logfile:
+            logfile.close()
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n"
-                    + self.tail()
+                    f"{self.name} exited with {self.proc.returncode}"
+                    + (f"; see {self.log_path}:\n{self.tail()}" if self.log_path else "")
                 )
             try:
                 if self.ready():
@@ -56,6 +64,8 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} not ready after {timeout_s}s; see {self.log_path}")
 
     def tail(self, lines: int = 20) -> str:
+        if self.log_path is None:
+            return ""
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:

@@ -1,0 +1,255 @@
+"""``make run``: the whole stack on one machine.
+
+Starts the embedded NATS and S3 store (unless ``EDGE_NATS_URL`` / ``EDGE_S3_ENDPOINT`` point
+at real ones), then the registry, receiver(s), uploader and monitor as child processes; prints
+where to find them and the API token; restarts a service that dies; stops everything cleanly
+on Ctrl-C or SIGTERM. Data lives under ``EDGE_DATA_DIR`` (``./var``) and survives a restart.
+"""
+
+import logging
+import secrets
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import FrameType
+
+from pydantic import SecretStr
+
+from edge_core.logs import configure_logging
+from edge_core.objectstore import ObjectStore
+from edge_core.settings import (
+    DEFAULT_DESTINATION,
+    EMBEDDED_NATS_PORT,
+    EMBEDDED_S3_PORT,
+    EdgeSettings,
+)
+from edge_embedded.nats_server import nats_server
+from edge_embedded.ports import port_is_free
+from edge_embedded.process import ServerProcess
+from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
+
+log = logging.getLogger("edge.launcher")
+
+
+class LauncherSettings(EdgeSettings):
+    # Embedded servers. The S3 store takes a block of ports: this one and the next eleven.
+    embedded_nats_port: int = EMBEDDED_NATS_PORT
+    embedded_s3_port: int = EMBEDDED_S3_PORT
+    # Where the services listen (the same variables the services read).
+    receiver_port: int = 11112
+    registry_port: int = 8000
+    monitor_port: int = 8001
+    # Receiver processes sharing the DICOM port (SO_REUSEPORT); the kernel spreads associations.
+    receiver_processes: int = 1
+    # Read here only to create its bucket when it is in the embedded store.
+    default_destination: str = DEFAULT_DESTINATION
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+def _require_free(ports: list[int], what: str, remedy: str) -> None:
+    taken = [p for p in ports if not port_is_free(p)]
+    if taken:
+        raise PortInUse(f"port(s) {taken} needed by {what} are in use: {remedy}")
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback http
+        return bool(resp.status == 200)
+
+
+def _tcp_open(port: int) -> bool:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def api_token(settings: LauncherSettings) -> str:
+    """The configured token, or one generated on first run and kept under the data dir."""
+    configured = settings.api_token.get_secret_value()
+    if configured:
+        return configured
+    path = settings.data_dir / "api-token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def _script(name: str) -> str:
+    found = Path(sys.executable).with_name(name)
+    if not found.exists():
+        raise FileNotFoundError(f"{name} not found next to {sys.executable}: run `uv sync`")
+    return str(found)
+
+
+class Stack:
+    def __init__(self, settings: LauncherSettings) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.embedded: list[ServerProcess] = []
+        self.services: list[ServerProcess] = []
+        self.env: dict[str, str] = {"EDGE_DATA_DIR": str(self.data_dir)}
+        self.stopping = False
+
+    def start_embedded(self) -> None:
+        s = self.settings
+        if "nats_url" not in s.model_fields_set:
+            port = s.embedded_nats_port
+            _require_free(
+                [port, port + 1],
+                "the embedded NATS server",
+                "set EDGE_EMBEDDED_NATS_PORT to another port, or EDGE_NATS_URL to a NATS server",
+            )
+            self.embedded.append(nats_server(self.data_dir / "nats", port, port + 1).start())
+            self.env["EDGE_NATS_URL"] = f"nats://127.0.0.1:{port}"
+        if "s3_endpoint" not in s.model_fields_set:
+            port = s.embedded_s3_port
+            others = list(range(port + 1, port + 1 + S3_EXTRA_PORTS))
+            _require_free(
+                [port, *others],
+                "the embedded S3 store",
+                "set EDGE_EMBEDDED_S3_PORT to another base port, or EDGE_S3_ENDPOINT to an "
+                "S3 service",
+            )
+            self.embedded.append(
+                s3_server(
+                    self.data_dir / "s3",
+                    port,
+                    s.s3_access_key,
+                    s.s3_secret_key.get_secret_value(),
+                    other_ports=others,
+                ).start(timeout_s=120)
+            )
+            self.env["EDGE_S3_ENDPOINT"] = f"127.0.0.1:{port}"
+            self._create_buckets(f"127.0.0.1:{port}")
+
+    def _create_buckets(self, endpoint: str) -> None:
+        """The buffer and, when it lives here too, the default destination's bucket."""
+        s = self.settings
+        buckets = [s.buffer_bucket]
+        if s.default_destination.startswith("s3://"):
+            buckets.append(s.default_destination.removeprefix("s3://").split("/")[0])
+        for bucket in buckets:
+            store = ObjectStore.buffer(s.model_copy(update={"s3_endpoint": endpoint}))
+            ObjectStore(store.client, bucket).ensure_bucket()
+
+    def start_services(self, token: str) -> None:
+        s = self.settings
+        env = {**self.env, "EDGE_API_TOKEN": token}
+        logs = None  # services log to this terminal
+        registry = ServerProcess(
+            "registry",
+            [_script("edge-registry")],
+            lambda: _http_ok(f"http://127.0.0.1:{s.registry_port}/healthz"),
+            logs,
+            env,
+        )
+        monitor = ServerProcess(
+            "monitor",
+            [_script("edge-monitor")],
+            lambda: _http_ok(f"http://127.0.0.1:{s.monitor_port}/healthz"),
+            logs,
+            env,
+        )
+        receivers = [
+            ServerProcess(
+                f"receiver-{i + 1}",
+                [_script("edge-receiver")],
+                lambda: _tcp_open(s.receiver_port),
+                logs,
+                env,
+            )
+            for i in range(max(1, s.receiver_processes))
+        ]
+        uploader = ServerProcess("uploader", [_script("edge-uploader")], lambda: True, logs, env)
+        for proc in [registry, *receivers, uploader, monitor]:
+            proc.start(timeout_s=60)
+            self.services.append(proc)
+
+    def supervise(self) -> None:
+        """Restart a service that exits on its own, backing off if it keeps failing."""
+        failures: dict[str, int] = {}
+        restart_at: dict[str, float] = {}
+        while not self.stopping:
+            now = time.monotonic()
+            for proc in self.services:
+                if proc.running:
+                    continue
+                if proc.name not in restart_at:
+                    n = failures.get(proc.name, 0)
+                    code = proc.proc.returncode if proc.proc else None
+                    log.error("%s exited (code %s); restarting in %ss", proc.name, code, 2**n)
+                    restart_at[proc.name] = now + min(2**n, 30)
+                elif now >= restart_at[proc.name]:
+                    del restart_at[proc.name]
+                    failures[proc.name] = failures.get(proc.name, 0) + 1
+                    proc.spawn()
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for proc in reversed(self.services + self.embedded):
+            proc.stop()
+
+    def banner(self, token: str) -> str:
+        s = self.settings
+        nats = self.env.get("EDGE_NATS_URL", s.nats_url)
+        s3 = self.env.get("EDGE_S3_ENDPOINT", s.s3_endpoint)
+        return "\n".join(
+            [
+                "",
+                "Edge is running.",
+                f"  DICOM receiver : port {s.receiver_port} (CALLED AE TITLE = Datashare ID)",
+                f"  Registry API   : http://127.0.0.1:{s.registry_port}/api/v1/datashares"
+                f"  (docs: http://127.0.0.1:{s.registry_port}/docs)",
+                f"  Monitor        : http://127.0.0.1:{s.monitor_port}/"
+                f"  (status: /api/v1/status, metrics: /metrics)",
+                f"  API token      : {token}",
+                f"  NATS           : {nats}"
+                + (" (embedded)" if "EDGE_NATS_URL" in self.env else ""),
+                f"  S3 buffer      : {s3}"
+                + (" (embedded)" if "EDGE_S3_ENDPOINT" in self.env else ""),
+                f"  Data           : {self.data_dir}",
+                "Press Ctrl-C to stop.",
+                "",
+            ]
+        )
+
+
+def main() -> None:
+    settings = LauncherSettings()
+    configure_logging("launcher", settings.log_level, settings.log_format)
+    stack = Stack(settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stack.stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        stack.start_embedded()
+        token = api_token(settings)
+        settings.api_token = SecretStr(token)
+        stack.start_services(token)
+        print(stack.banner(token), flush=True)
+        stack.supervise()
+    except (PortInUse, FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        log.error("%s", exc)
+        stack.stop()
+        sys.exit(1)
+    log.info("stopping")
+    stack.stop()
+    log.info("stopped")
+
+
+if __name__ == "__main__":
+    main()
