@@ -29,7 +29,7 @@ class Orthanc:
         return f"{self.url}/dicom-web"
 
     def get_json(self, path: str) -> object:
-        with urllib.request.urlopen(self.url + path, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
             return json.loads(resp.read())
 
     def instance_count(self) -> int:
@@ -66,9 +66,7 @@ def start_orthanc(data_dir: Path, aet: str = "ORTHANC", **config: object) -> Ort
     config_path.write_text(json.dumps(settings, indent=2))
 
     def ready() -> bool:
-        with urllib.request.urlopen(  # noqa: S310 - loopback http
-            f"http://127.0.0.1:{http_port}/system", timeout=1
-        ) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/system", timeout=1) as resp:
             return bool(resp.status == 200)
 
     proc = ServerProcess("orthanc", ["Orthanc", str(config_path)], ready, data_dir / "orthanc.log")
