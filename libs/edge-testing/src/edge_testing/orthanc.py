@@ -69,5 +69,9 @@ def start_orthanc(data_dir: Path, aet: str = "ORTHANC", **config: object) -> Ort
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/system", timeout=1) as resp:
             return bool(resp.status == 200)
 
-    proc = ServerProcess("orthanc", ["Orthanc", str(config_path)], ready, data_dir / "orthanc.log")
+    # Orthanc speaks DICOM through DCMTK, which waits on Nagle's algorithm without this.
+    env = {"TCP_NODELAY": "1"}
+    proc = ServerProcess(
+        "orthanc", ["Orthanc", str(config_path)], ready, data_dir / "orthanc.log", env
+    )
     return Orthanc(proc.start(timeout_s=60), http_port, dicom_port, aet)
