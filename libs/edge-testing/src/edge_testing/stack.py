@@ -8,7 +8,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,57 @@ TOKEN = "e2e-token"
 
 @dataclass
 class Stack:
-    """A running `edge-run` launcher and how to reach what it started."""
+    """An `edge-run` launcher, its environment, and how to reach what it started."""
 
-    proc: subprocess.Popen[bytes]
-    data_dir: Path
-    log_path: Path
-    receiver_port: int
-    registry_port: int
-    monitor_port: int
-    nats_port: int
-    s3_port: int
-    env: dict[str, str] = field(default_factory=dict)
+    directory: Path
+    env: dict[str, str]
     token: str = TOKEN
+    proc: subprocess.Popen[bytes] | None = None
+
+    def _port(self, name: str) -> int:
+        return int(self.env[f"EDGE_{name}_PORT"])
+
+    receiver_port = property(lambda self: self._port("RECEIVER"))
+    registry_port = property(lambda self: self._port("REGISTRY"))
+    monitor_port = property(lambda self: self._port("MONITOR"))
+    nats_port = property(lambda self: self._port("EMBEDDED_NATS"))
+    s3_port = property(lambda self: self._port("EMBEDDED_S3"))
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["EDGE_DATA_DIR"])
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "stack.log"
+
+    def launch(self, timeout_s: float = 180) -> "Stack":
+        """Start the launcher and return once it says it is running."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("edge-run"))],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        proc = self.proc
+        try:
+            wait_until(
+                lambda: (
+                    self.log().count("Edge is running.") > self.starts or proc.poll() is not None
+                ),
+                timeout_s=timeout_s,
+                what="the stack to start",
+            )
+        except TimeoutError:
+            self.stop()
+            raise
+        if proc.poll() is not None:
+            raise RuntimeError(f"edge-run exited with {proc.returncode}:\n{self.log()}")
+        self.starts += 1
+        return self
+
+    starts: int = 0
 
     def api(self, service: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         port = self.registry_port if service == "registry" else self.monitor_port
@@ -58,21 +97,22 @@ class Stack:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stop(self) -> None:
-        """SIGTERM, as Ctrl-C would; the launcher stops every child."""
+    def stop(self) -> int | None:
+        """SIGTERM, as Ctrl-C would; the launcher stops every child. Returns its exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(60)
+            return self.proc.wait(90)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+            return None
 
 
 def start_stack(directory: Path, token: str = TOKEN, **env_overrides: str) -> Stack:
-    """Start `edge-run` with everything on free ports; return once it says it is running."""
+    """Start `edge-run` with everything on free ports, in ``directory``."""
     receiver, registry, monitor = free_ports(3)
-    nats_port = free_port_block(2)
-    s3_port = free_port_block(1 + S3_EXTRA_PORTS)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")} | {
         "EDGE_DATA_DIR": str(directory / "var"),
         "EDGE_API_TOKEN": token,
@@ -82,39 +122,9 @@ def start_stack(directory: Path, token: str = TOKEN, **env_overrides: str) -> St
         "EDGE_REGISTRY_HOST": "127.0.0.1",
         "EDGE_MONITOR_PORT": str(monitor),
         "EDGE_MONITOR_HOST": "127.0.0.1",
-        "EDGE_EMBEDDED_NATS_PORT": str(nats_port),
-        "EDGE_EMBEDDED_S3_PORT": str(s3_port),
+        "EDGE_EMBEDDED_NATS_PORT": str(free_port_block(2)),
+        "EDGE_EMBEDDED_S3_PORT": str(free_port_block(1 + S3_EXTRA_PORTS)),
         **env_overrides,
     }
-    log_path = directory / "stack.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("edge-run"))],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    s = Stack(
-        proc,
-        directory / "var",
-        log_path,
-        receiver,
-        registry,
-        monitor,
-        nats_port,
-        s3_port,
-        env,
-        token,
-    )
-    try:
-        wait_until(
-            lambda: "Edge is running." in s.log() or proc.poll() is not None,
-            timeout_s=180,
-            what="the stack to start",
-        )
-    except TimeoutError:
-        s.stop()
-        raise
-    if proc.poll() is not None:
-        raise RuntimeError(f"edge-run exited:\n{s.log()}")
-    return s
+    directory.mkdir(parents=True, exist_ok=True)
+    return Stack(directory, env, token).launch()

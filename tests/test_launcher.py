@@ -1,0 +1,100 @@
+"""`make run`'s launcher: starts everything, stops everything, keeps data, steps aside for
+external servers."""
+
+import asyncio
+
+import nats as nats_client
+
+from edge_core.topology import DATASHARES_BUCKET
+from edge_embedded.ports import port_is_free
+from edge_testing.stack import start_stack
+
+
+def _all_ports(stack) -> list[int]:
+    return [
+        stack.receiver_port,
+        stack.registry_port,
+        stack.monitor_port,
+        stack.nats_port,
+        stack.s3_port,
+    ]
+
+
+def test_stops_cleanly_and_keeps_data_across_a_restart(tmp_path):
+    stack = start_stack(tmp_path)
+    try:
+        assert f"API token      : {stack.token}" in stack.log()
+        status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "KEEPME"})
+        assert status == 201, body
+        stack.store("edge-buffer").put_bytes("KEEPME/probe.dcm", b"kept")
+
+        assert stack.stop() == 0
+        # Every child is gone: nothing listens on any of the stack's ports any more.
+        assert [p for p in _all_ports(stack) if not port_is_free(p)] == []
+
+        stack.launch()
+        status, body = stack.api("registry", "GET", "/api/v1/datashares/KEEPME")
+        assert status == 200, body
+        assert stack.store("edge-buffer").get_bytes("KEEPME/probe.dcm") == b"kept"
+    finally:
+        stack.stop()
+
+
+def test_generates_and_keeps_a_token_when_none_is_set(tmp_path):
+    stack = start_stack(tmp_path, token="")
+    try:
+        token_file = stack.data_dir / "api-token"
+        token = token_file.read_text().strip()
+        assert len(token) >= 24
+        assert token_file.stat().st_mode & 0o077 == 0
+        assert f"API token      : {token}" in stack.log()
+        stack.token = token
+        assert stack.api("registry", "GET", "/api/v1/datashares")[0] == 200
+        stack.token = "wrong"
+        assert stack.api("registry", "GET", "/api/v1/datashares")[0] == 401
+    finally:
+        stack.stop()
+
+
+def test_external_nats_switches_the_embedded_one_off(tmp_path, nats):
+    stack = start_stack(tmp_path, EDGE_NATS_URL=nats.url)
+    try:
+        assert port_is_free(stack.nats_port)  # no embedded NATS
+        assert "(embedded)" not in stack.log().split("NATS           :")[1].splitlines()[0]
+        status, _ = stack.api("registry", "POST", "/api/v1/datashares", {"id": "EXTERNAL"})
+        assert status == 201
+
+        async def datashare_in_external_nats() -> bytes:
+            nc = await nats_client.connect(nats.url)
+            try:
+                kv = await nc.jetstream().key_value(DATASHARES_BUCKET)
+                for _ in range(100):
+                    try:
+                        return (await kv.get("EXTERNAL")).value or b""
+                    except Exception:
+                        await asyncio.sleep(0.1)
+                return b""
+            finally:
+                await nc.close()
+
+        assert b'"EXTERNAL"' in asyncio.run(datashare_in_external_nats())
+    finally:
+        stack.stop()
+
+
+def test_refuses_to_start_when_its_ports_are_taken(tmp_path):
+    import socket
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    try:
+        port = blocker.getsockname()[1]
+        try:
+            start_stack(tmp_path, EDGE_EMBEDDED_NATS_PORT=str(port))
+        except RuntimeError as exc:
+            assert "EDGE_EMBEDDED_NATS_PORT" in str(exc)
+        else:
+            raise AssertionError("the launcher started on a taken port")
+    finally:
+        blocker.close()
