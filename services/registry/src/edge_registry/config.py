@@ -1,0 +1,34 @@
+"""Registry settings (environment variables with the ``EDGE_`` prefix)."""
+
+from pathlib import Path
+
+from edge_core.settings import EdgeSettings
+
+
+class RegistrySettings(EdgeSettings):
+    registry_host: str = "0.0.0.0"
+    registry_port: int = 8000
+    # SQLAlchemy URL; unset: the SQLite file <data_dir>/registry.db. A plain
+    # ``postgresql://`` URL is read as ``postgresql+psycopg://`` (the driver installed).
+    database_url: str | None = None
+    # The outbox relay looks for unpublished changes this often even when nothing wakes it
+    # (another registry process sharing the database may have committed some).
+    outbox_poll_s: float = 5.0
+    # Pause after a failed attempt to reach NATS before trying again.
+    outbox_retry_s: float = 1.0
+    # How long one publish may wait for JetStream's acknowledgement.
+    publish_timeout_s: float = 5.0
+
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        path = Path(self.data_dir) / "registry.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+
+
+def normalise_database_url(url: str) -> str:
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url

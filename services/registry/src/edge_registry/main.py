@@ -1,0 +1,62 @@
+"""Wiring: database (migrated at start), REST API, outbox relay to NATS; ``edge-registry``."""
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+
+import uvicorn
+from fastapi import FastAPI
+
+from edge_core.auth import parse_tokens
+from edge_core.logs import configure_logging
+from edge_registry.api import create_app
+from edge_registry.config import RegistrySettings
+from edge_registry.db import open_database
+from edge_registry.outbox import OutboxRelay
+
+log = logging.getLogger("edge_registry")
+
+
+def build_app(settings: RegistrySettings) -> FastAPI:
+    """The registry as one ASGI app: the relay runs for as long as the app does."""
+    engine, sessions = open_database(settings.effective_database_url())
+    relay = OutboxRelay(engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(relay.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+            engine.dispose()
+
+    tokens = parse_tokens(settings.api_token.get_secret_value())
+    return create_app(sessions, tokens, on_commit=relay.notify, lifespan=lifespan)
+
+
+def main() -> None:
+    settings = RegistrySettings()
+    configure_logging("registry", settings.log_level, settings.log_format)
+    if not parse_tokens(settings.api_token.get_secret_value()):
+        log.error("EDGE_API_TOKEN is not set: every API call would be refused; set a token")
+        sys.exit(2)
+    app = build_app(settings)
+    log.info("registry on %s:%s", settings.registry_host, settings.registry_port)
+    # uvicorn stops gracefully on SIGTERM/SIGINT (the lifespan stops the relay), then we
+    # return and exit 0.
+    uvicorn.run(
+        app,
+        host=settings.registry_host,
+        port=settings.registry_port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+    )
+
+
+if __name__ == "__main__":
+    main()

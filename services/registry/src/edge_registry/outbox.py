@@ -1,0 +1,107 @@
+"""Publishes committed changes from the outbox table: for each entry, the KV entry of the
+datashare (so readers have the new state) and then the ``datashare.*`` event, then removes
+it. Entries stay until both reached JetStream, so a change committed while NATS is down
+is published when it is back; the event id is fixed in the entry, so a retry after a lost
+acknowledgement is dropped by JetStream as a duplicate."""
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.orm import Session
+
+from edge_core import bus
+from edge_core.events import parse_event
+from edge_core.topology import DATASHARES_BUCKET, ensure_topology
+from edge_registry.config import RegistrySettings
+from edge_registry.db import OutboxRow
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+def pending(engine: Engine, limit: int = BATCH) -> list[OutboxRow]:
+    with Session(engine, expire_on_commit=False) as session:
+        query = select(OutboxRow).order_by(OutboxRow.seq).limit(limit)
+        return list(session.scalars(query))
+
+
+def mark_sent(engine: Engine, seq: int) -> None:
+    with Session(engine) as session, session.begin():
+        session.execute(delete(OutboxRow).where(OutboxRow.seq == seq))
+
+
+async def publish_pending(
+    engine: Engine, js: JetStreamContext, kv: KeyValue, timeout_s: float
+) -> int:
+    """Publish every entry in commit order; returns how many. Raises on the first failure,
+    leaving that entry and the later ones for the next attempt."""
+    sent = 0
+    while rows := await asyncio.to_thread(pending, engine):
+        for row in rows:
+            if row.kv_value is None:
+                await kv.delete(row.datashare_id)
+            else:
+                await kv.put(row.datashare_id, row.kv_value.encode())
+            event = parse_event(row.event)
+            await bus.publish(js, event, timeout=timeout_s)
+            await asyncio.to_thread(mark_sent, engine, row.seq)
+            log.info("published %s %s (event %s)", event.type, row.datashare_id, event.id)
+            sent += 1
+    return sent
+
+
+class OutboxRelay:
+    """The relay task of one registry process; :meth:`notify` wakes it after a commit
+    (from any thread)."""
+
+    def __init__(self, engine: Engine, settings: RegistrySettings) -> None:
+        self.engine, self.settings = engine, settings
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def notify(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        nc = await self._connect()
+        try:
+            await self._relay(nc.jetstream(timeout=self.settings.publish_timeout_s))
+        finally:
+            with suppress(Exception):
+                await nc.close()
+
+    async def _connect(self) -> Client:
+        # The API serves while NATS is unreachable; changes wait in the outbox.
+        while True:
+            try:
+                nc, _ = await bus.connect(self.settings, "edge-registry")
+                return nc
+            except Exception as exc:
+                log.warning("cannot reach NATS at %s (%s); retrying", self.settings.nats_url, exc)
+                await asyncio.sleep(self.settings.outbox_retry_s)
+
+    async def _relay(self, js: JetStreamContext) -> None:
+        kv: KeyValue | None = None
+        while True:
+            self._wake.clear()
+            try:
+                if kv is None:  # (again) after a failure: NATS may have lost its state
+                    await ensure_topology(js, self.settings)
+                    kv = await js.key_value(DATASHARES_BUCKET)
+                await publish_pending(self.engine, js, kv, self.settings.publish_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cannot publish datashare changes yet (%r); retrying", exc)
+                kv = None
+                await asyncio.sleep(self.settings.outbox_retry_s)
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_s)
