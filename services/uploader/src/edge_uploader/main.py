@@ -1,0 +1,70 @@
+"""Wiring: settings, NATS, the buffer, the datashare table, the consumer loop; stops cleanly
+on SIGTERM/SIGINT."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from edge_core.bus import connect
+from edge_core.datashare_table import DatashareTable
+from edge_core.logs import configure_logging
+from edge_core.objectstore import ObjectStore
+from edge_core.topology import ensure_topology
+from edge_uploader.config import UploaderSettings
+from edge_uploader.consumer import consume
+from edge_uploader.deliver import Uploader
+from edge_uploader.routing import Router
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
+    # Destination calls block (minio, httpx, pynetdicom) and run in threads: one per slot,
+    # plus a few for the buffer.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(settings.uploader_concurrency + 4, thread_name_prefix="upload")
+    )
+    nc, js = await connect(settings, "edge-uploader")
+    table = DatashareTable()
+    follow = asyncio.create_task(table.follow(js))
+    router = Router(table, settings)
+    try:
+        await ensure_topology(js, settings)
+        buffer = ObjectStore.buffer(settings, timeout_s=settings.uploader_timeout_s)
+        await table.loaded.wait()
+        log.info(
+            "uploader started: %d in flight, default destination %s",
+            settings.uploader_concurrency,
+            settings.default_destination,
+        )
+        uploader = Uploader(js, buffer, router, settings)
+        await consume(
+            js, settings.events_stream, settings.uploader_concurrency, uploader.handle, stop
+        )
+    finally:
+        follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follow
+        await asyncio.to_thread(router.close)
+        await nc.drain()
+        log.info("uploader stopped")
+
+
+def main() -> None:
+    settings = UploaderSettings()
+    configure_logging("uploader", settings.log_level, settings.log_format)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Which destination an instance goes to: its datashare's, or the site-wide default."""
+
+import threading
+
+from edge_core.datashare_table import DatashareTable
+from edge_uploader.config import UploaderSettings
+from edge_uploader.destinations import DeliveryError, Destination
+from edge_uploader.destinations.s3 import open_s3
+
+# A datashare missing from the table this many deliveries in a row is taken as deleted (the
+# first misses may only be the table catching up with a datashare created a moment ago).
+UNKNOWN_DATASHARE_ATTEMPTS = 3
+
+
+def open_destination(
+    url: str, credentials: dict[str, str], settings: UploaderSettings
+) -> Destination:
+    scheme = url.partition("://")[0].lower()
+    if scheme == "s3":
+        return open_s3(url, credentials, settings)
+    raise DeliveryError(f"unsupported destination URL {url!r}", permanent=True)
+
+
+class Router:
+    """Destinations by URL and credentials, opened once and reused (they hold connections)."""
+
+    def __init__(self, table: DatashareTable, settings: UploaderSettings) -> None:
+        self.table = table
+        self.settings = settings
+        self._open: dict[tuple[str, tuple[tuple[str, str], ...]], Destination] = {}
+        self._lock = threading.Lock()
+
+    def destination_for(self, datashare_id: str, attempt: int) -> Destination:
+        """Raises :class:`DeliveryError` when the datashare is unknown or its URL invalid."""
+        datashare = self.table.get(datashare_id)
+        if datashare is None:
+            raise DeliveryError(
+                f"datashare {datashare_id!r} is not known (deleted?)",
+                permanent=attempt >= UNKNOWN_DATASHARE_ATTEMPTS,
+            )
+        url = datashare.destination or self.settings.default_destination
+        credentials = {
+            k: v.get_secret_value() for k, v in datashare.destination_credentials.items()
+        }
+        cache_key = (url, tuple(sorted(credentials.items())))
+        with self._lock:
+            if cache_key not in self._open:
+                self._open[cache_key] = open_destination(url, credentials, self.settings)
+            return self._open[cache_key]
+
+    def close(self) -> None:
+        with self._lock:
+            for destination in self._open.values():
+                destination.close()
+            self._open.clear()

@@ -1,0 +1,65 @@
+"""A local copy of the object being forwarded, checked against the digest the receiver
+announced, so that every destination reads verified bytes and may read them more than once."""
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from minio.error import S3Error
+
+from edge_core.objectstore import PART_SIZE, ObjectStore
+
+_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
+
+
+@dataclass(frozen=True)
+class Spooled:
+    path: Path
+    size: int
+    sha256: str
+    # What an S3 store answers as the ETag of these bytes uploaded in PART_SIZE parts.
+    etag: str
+
+
+def s3_etag(part_md5s: list[bytes]) -> str:
+    if len(part_md5s) == 1:
+        return part_md5s[0].hex()
+    return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"  # noqa: S324
+
+
+def spool(store: ObjectStore, key: str, directory: Path | None) -> Spooled | None:
+    """Copy ``key`` to a new local file, or None if there is no such object."""
+    try:
+        resp = store.open(key)
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            return None
+        raise
+    fd, name = tempfile.mkstemp(suffix=".dcm", prefix="edge-uploader-", dir=directory)
+    sha, size, md5s = hashlib.sha256(), 0, []
+    part, part_size = hashlib.md5(), 0  # noqa: S324 - the S3 ETag, not a security digest
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in resp.stream(1024 * 1024):
+                out.write(chunk)
+                sha.update(chunk)
+                size += len(chunk)
+                while chunk:  # MD5 per upload part, as the ETag is computed
+                    take = chunk[: PART_SIZE - part_size]
+                    part.update(take)
+                    part_size += len(take)
+                    chunk = chunk[len(take) :]
+                    if part_size == PART_SIZE:
+                        md5s.append(part.digest())
+                        part, part_size = hashlib.md5(), 0  # noqa: S324
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        resp.close()
+        resp.release_conn()
+    if part_size or not md5s:
+        md5s.append(part.digest())
+    return Spooled(Path(name), size, sha.hexdigest(), s3_etag(md5s))

@@ -1,0 +1,197 @@
+"""Fixtures for the uploader's tests: a site (real NATS, the weed buffer, the datashare table in
+JetStream KV) that buffers instances the way the receiver does and records every event, and
+uploaders run in-process or as ``edge-uploader`` processes."""
+
+import asyncio
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import nats as nats_client
+import pytest
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from edge_core.bus import publish
+from edge_core.datashares import Datashare
+from edge_core.events import Event, InstanceStored, InstanceStoredEvent, parse_event
+from edge_core.keys import buffer_key
+from edge_core.objectstore import ObjectStore
+from edge_core.topology import DATASHARES_BUCKET, ensure_topology
+from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
+from edge_uploader.config import UploaderSettings
+from edge_uploader.main import run
+
+T = TypeVar("T")
+
+
+def new_uid() -> str:
+    return generate_uid(prefix=EDGE_TEST_ROOT)
+
+
+def dicom_bytes(study_uid: str, series_uid: str, number: int = 1, rows: int = 64) -> bytes:
+    """A small, valid Part 10 file, as the receiver buffers it."""
+    ds = make_instance(
+        study_uid=study_uid, series_uid=series_uid, number=number, rows=rows, columns=rows
+    )
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+async def eventually(predicate: Callable[[], T], timeout_s: float = 60.0, what: str = "") -> T:
+    """Poll until ``predicate`` returns something truthy; return it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}: {value!r}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Site:
+    settings: UploaderSettings
+    nc: Client
+    js: JetStreamContext
+    buffer: ObjectStore
+    events: list[Event] = field(default_factory=list)
+
+    async def add_datashare(
+        self, ds_id: str, destination: str | None = None, credentials: dict[str, str] | None = None
+    ) -> None:
+        datashare = Datashare.model_validate(
+            {
+                "id": ds_id,
+                "ae_title": ds_id,
+                "destination": destination,
+                "destination_credentials": credentials or {},
+            }
+        )
+        kv = await self.js.key_value(DATASHARES_BUCKET)
+        await kv.put(ds_id, datashare.model_dump_json().encode())
+
+    async def store(self, ds_id: str, data: bytes | None = None) -> InstanceStored:
+        """Buffer one instance (by default a new one) and announce it, as the receiver does."""
+        data = data or dicom_bytes(new_uid(), new_uid())
+        ds = dcmread(io.BytesIO(data))
+        sha = hashlib.sha256(data).hexdigest()
+        key = buffer_key(ds_id, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, sha)
+        await asyncio.to_thread(self.buffer.put_bytes, key, data)
+        stored = InstanceStored(
+            study_uid=ds.StudyInstanceUID,
+            series_uid=ds.SeriesInstanceUID,
+            sop_instance_uid=ds.SOPInstanceUID,
+            sop_class_uid=ds.SOPClassUID,
+            key=key,
+            size=len(data),
+            sha256=sha,
+            association_id="test",
+            transfer_syntax=ds.file_meta.TransferSyntaxUID,
+        )
+        await publish(self.js, InstanceStoredEvent(datashare=ds_id, data=stored))
+        return stored
+
+    async def store_study(self, ds_id: str, count: int) -> list[InstanceStored]:
+        study, series = new_uid(), new_uid()
+        return [await self.store(ds_id, dicom_bytes(study, series, i + 1)) for i in range(count)]
+
+    async def until(self, predicate: Callable[[], T], timeout_s: float = 60.0, what: str = "") -> T:
+        return await eventually(predicate, timeout_s, what)
+
+    def of_type(self, event_type: str) -> list[Event]:
+        return [e for e in self.events if e.type == event_type]
+
+    async def wait_for(self, event_type: str, count: int, timeout_s: float = 60.0) -> list[Event]:
+        """Wait until at least ``count`` events of the type have been seen."""
+        return await eventually(
+            lambda: len(self.of_type(event_type)) >= count and self.of_type(event_type),
+            timeout_s,
+            what=f"{count} {event_type}; seen {[e.type for e in self.events]}",
+        )
+
+    def buffered(self) -> list[str]:
+        return [o.key for o in self.buffer.list()]
+
+    @asynccontextmanager
+    async def uploader(self, **overrides: object) -> AsyncIterator[UploaderSettings]:
+        """An uploader running in this event loop until the block ends."""
+        settings = self.settings.model_copy(update=overrides)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings, stop))
+        try:
+            yield settings
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 60)
+
+    def uploader_process(self, log_path: Path, **env: str) -> subprocess.Popen[bytes]:
+        """``edge-uploader`` as a separate process (to be killed, or stopped with SIGTERM)."""
+        environ = {**os.environ, **settings_env(self.settings), **env}
+        with log_path.open("ab") as log:
+            return subprocess.Popen(
+                [str(Path(sys.executable).with_name("edge-uploader"))],
+                env=environ,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+
+def settings_env(settings: UploaderSettings) -> dict[str, str]:
+    """The environment that gives an ``edge-uploader`` process these settings."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"EDGE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
+@pytest.fixture
+def uploader_settings(edge_settings, tmp_path: Path) -> UploaderSettings:
+    values = {
+        **edge_settings.model_dump(),
+        "default_destination": f"s3://dest-{uuid.uuid4().hex[:12]}",
+        "uploader_backoff_initial_s": 0.2,
+        "uploader_backoff_max_s": 1.0,
+        "uploader_timeout_s": 10.0,
+        "data_dir": tmp_path / "var",
+    }
+    return UploaderSettings(**values)
+
+
+@pytest.fixture
+async def site(uploader_settings: UploaderSettings, s3) -> AsyncIterator[Site]:
+    nc = await nats_client.connect(uploader_settings.nats_url)
+    js = nc.jetstream()
+    await ensure_topology(js, uploader_settings)
+    site = Site(uploader_settings, nc, js, s3.store(uploader_settings.buffer_bucket))
+
+    async def record(msg: Msg) -> None:
+        site.events.append(parse_event(msg.data))
+
+    await nc.subscribe("edge.events.>", cb=record)
+    yield site
+    await nc.close()
+
+
+@pytest.fixture
+def destination_store(s3, uploader_settings: UploaderSettings) -> Iterator[ObjectStore]:
+    """The default destination: a second bucket in the same S3 store."""
+    yield s3.store(uploader_settings.default_destination.removeprefix("s3://"))
