@@ -1,0 +1,3 @@
+from edge_monitor.main import main
+
+main()

@@ -1,0 +1,37 @@
+"""The monitor's settings: ``EDGE_``-prefixed environment variables (``EDGE_MONITOR_PORT``...)."""
+
+from pathlib import Path
+
+from edge_core.settings import EdgeSettings
+
+
+class MonitorSettings(EdgeSettings):
+    monitor_host: str = "0.0.0.0"
+    monitor_port: int = 8001
+    # SQLAlchemy URL; None: SQLite file <data_dir>/monitor.db.
+    database_url: str | None = None
+
+    # Health verdicts and flags (seconds).
+    # A datashare is "receiving" while its last instance is younger than this, else "idle".
+    monitor_idle_after_s: float = 60.0
+    # "stalled": instances have waited this long and nothing was uploaded meanwhile.
+    monitor_stalled_after_s: float = 120.0
+    # A study is "quiet" when no new instance arrived for this long.
+    monitor_quiet_after_s: float = 300.0
+    # Throughput is averaged over this window.
+    monitor_rate_window_s: float = 60.0
+    # Rejected associations shown are those of this window, grouped by AE titles and peer.
+    monitor_rejections_window_s: float = 24 * 3600.0
+
+    # How much the status lists per datashare (the counters always cover everything).
+    monitor_recent_associations: int = 10
+    monitor_studies_listed: int = 50
+
+    # Events applied per database transaction, and how often the consumers' backlog is read.
+    monitor_batch_size: int = 500
+    monitor_backlog_poll_s: float = 2.0
+
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.data_dir).absolute() / 'monitor.db'}"

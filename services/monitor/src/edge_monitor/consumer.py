@@ -1,0 +1,75 @@
+"""The durable consumer ``monitor``: pulls every event and folds it into the projections."""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import nats.errors
+from nats.js import JetStreamContext
+from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
+
+from edge_core.events import parse_event
+from edge_core.settings import EdgeSettings
+from edge_core.topology import MONITOR_CONSUMER, ensure_topology
+from edge_monitor import projections
+
+log = logging.getLogger(__name__)
+
+
+def fold(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) -> int:
+    """Apply ``(stream sequence, event bytes)`` pairs in one transaction; how many were new."""
+    with sessions.begin() as session:
+        projections.lock_position(session)
+        return fold_into(session, batch)
+
+
+def fold_into(session: Session, batch: Sequence[tuple[int, bytes]]) -> int:
+    applied = 0
+    for seq, raw in batch:
+        try:
+            event = parse_event(raw)
+        except ValidationError as exc:
+            log.error("skipping unreadable event at stream sequence %d: %s", seq, exc)
+            projections.skip(session, seq)
+            continue
+        applied += projections.apply(session, event, seq)
+    return applied
+
+
+async def consume(
+    js: JetStreamContext,
+    settings: EdgeSettings,
+    sessions: sessionmaker[Session],
+    batch_size: int = 500,
+) -> None:
+    """Run for ever: fetch, fold, then acknowledge (after the commit, so a crash in between
+    means a redelivery, which the stored position turns into a no-op)."""
+    while True:
+        try:
+            sub = await js.pull_subscribe_bind(MONITOR_CONSUMER, stream=settings.events_stream)
+            while True:
+                try:
+                    msgs = await sub.fetch(batch_size, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    continue
+                batch = [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
+                try:
+                    await asyncio.to_thread(fold, sessions, batch)
+                except Exception:
+                    log.exception("could not fold %d events; they will be redelivered", len(msgs))
+                    for msg in msgs:
+                        await msg.nak(delay=1.0)
+                    await asyncio.sleep(1.0)
+                    continue
+                for msg in msgs:
+                    await msg.ack()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("event consumer interrupted (%s); retrying", exc)
+            await asyncio.sleep(1.0)
+            try:  # e.g. NATS restarted without its JetStream state
+                await ensure_topology(js, settings)
+            except Exception as again:
+                log.warning("cannot declare the topology yet: %s", again)

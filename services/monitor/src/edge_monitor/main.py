@@ -1,0 +1,95 @@
+"""``edge-monitor``: serve the status API, dashboard and metrics while folding events;
+``edge-monitor rebuild``: replay the event stream into fresh projections."""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+import uvicorn
+from sqlalchemy.orm import Session, sessionmaker
+
+from edge_core.bus import connect, publish
+from edge_core.logs import configure_logging
+from edge_core.topology import ensure_topology
+from edge_monitor import db
+from edge_monitor.api import Monitor, create_app
+from edge_monitor.backlog import watch_backlog
+from edge_monitor.config import MonitorSettings
+from edge_monitor.consumer import consume
+from edge_monitor.rebuild import rebuild
+
+log = logging.getLogger("edge_monitor")
+
+
+async def follow_events(
+    settings: MonitorSettings, monitor: Monitor, writer: sessionmaker[Session]
+) -> None:
+    """Connect to NATS (waiting for it if needed), then fold events and watch the backlog."""
+    while True:
+        try:
+            nc, js = await connect(settings, "edge-monitor")
+            await ensure_topology(js, settings)
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("NATS at %s not ready (%s); retrying", settings.nats_url, exc)
+            await asyncio.sleep(1.0)
+    monitor.publish = lambda event: publish(js, event)
+    try:
+        await asyncio.gather(
+            consume(js, settings, writer, settings.monitor_batch_size),
+            watch_backlog(
+                js, settings.events_stream, monitor.backlog, settings.monitor_backlog_poll_s
+            ),
+        )
+    finally:
+        monitor.publish = None
+        await nc.close()
+
+
+async def serve(settings: MonitorSettings) -> None:
+    engine = db.make_engine(settings.sqlalchemy_url())
+    db.migrate(engine)
+    monitor = Monitor(settings, db.reader(engine))
+    config = uvicorn.Config(
+        create_app(monitor),
+        host=settings.monitor_host,
+        port=settings.monitor_port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    events = asyncio.create_task(follow_events(settings, monitor, db.writer(engine)))
+    log.info("monitor listening on %s:%d", settings.monitor_host, settings.monitor_port)
+    try:
+        await server.serve()
+    finally:
+        events.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await events
+        engine.dispose()
+    log.info("monitor stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="edge-monitor", description=__doc__)
+    parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
+    args = parser.parse_args(argv)
+    settings = MonitorSettings()
+    configure_logging("monitor", settings.log_level, settings.log_format)
+    if args.command == "rebuild":
+        asyncio.run(rebuild(settings))
+        return
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    # that was in place before it: make that one a no-op so that a requested stop exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

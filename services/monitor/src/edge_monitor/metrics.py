@@ -1,0 +1,100 @@
+"""``/metrics``: a Prometheus collector that reads the projections at every scrape, so the
+numbers are exactly the status API's (and survive restarts, unlike in-process counters)."""
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from edge_monitor import models as m
+from edge_monitor.backlog import Backlog
+
+# (metric name, kind, help, the datashare columns whose sum it is)
+_PER_DATASHARE = [
+    ("edge_instances_received", "counter", "Distinct instances received", ["received"]),
+    ("edge_instances_uploaded", "gauge", "Instances delivered", ["uploaded"]),
+    ("edge_instances_pending", "gauge", "Instances waiting in the buffer", ["pending", "failing"]),
+    ("edge_instances_retrying", "gauge", "Instances whose last upload failed", ["failing"]),
+    ("edge_instances_dead_lettered", "gauge", "Instances dead-lettered", ["dead"]),
+    ("edge_instances_refused", "counter", "C-STORE requests answered with a failure", ["refused"]),
+    ("edge_upload_failures", "counter", "Failed upload attempts", ["failures"]),
+    ("edge_bytes_received", "counter", "Bytes of distinct instances received", ["received_bytes"]),
+    ("edge_bytes_uploaded", "gauge", "Bytes delivered", ["uploaded_bytes"]),
+    ("edge_associations", "counter", "Associations accepted", ["associations_total"]),
+    ("edge_associations_rejected", "counter", "Rejected associations that named this datashare",
+     ["associations_rejected"]),
+]  # fmt: skip
+
+
+class ProjectionCollector(Collector):
+    def __init__(self, sessions: sessionmaker[Session], backlog: Backlog) -> None:
+        self.sessions = sessions
+        self.backlog = backlog
+
+    def collect(self) -> Iterator[Metric]:
+        with self.sessions() as session:
+            datashares = session.scalars(
+                select(m.Datashare).where(m.Datashare.deleted.is_(False))
+            ).all()
+            active: dict[str, int] = dict(
+                session.execute(
+                    select(m.Association.datashare, func.count())
+                    .where(m.Association.state == "active")
+                    .group_by(m.Association.datashare)
+                ).tuples()
+            )
+            rejections = session.scalars(select(m.RejectionTotal)).all()
+            buffer = session.get(m.Buffer, 1)
+
+        for name, kind, doc, columns in _PER_DATASHARE:
+            family: CounterMetricFamily | GaugeMetricFamily = (
+                CounterMetricFamily(name, doc, labels=["datashare"])
+                if kind == "counter"
+                else GaugeMetricFamily(name, doc, labels=["datashare"])
+            )
+            for d in datashares:
+                family.add_metric([d.id], sum(getattr(d, c) for c in columns))
+            yield family
+
+        gauge = GaugeMetricFamily(
+            "edge_associations_active", "Associations open now", labels=["datashare"]
+        )
+        for d in datashares:
+            gauge.add_metric([d.id], active.get(d.id, 0))
+        yield gauge
+
+        counter = CounterMetricFamily(
+            "edge_rejections", "Associations rejected, by reason", labels=["reason"]
+        )
+        for r in rejections:
+            counter.add_metric([r.reason_text or str(r.reason)], r.count)
+        yield counter
+
+        if buffer is not None:
+            yield GaugeMetricFamily("edge_buffer_bytes", "Bytes in the buffer", buffer.used_bytes)
+            yield GaugeMetricFamily(
+                "edge_buffer_quota_bytes", "Buffer quota in bytes", buffer.quota_bytes
+            )
+            yield GaugeMetricFamily("edge_buffer_objects", "Objects in the buffer", buffer.objects)
+            yield GaugeMetricFamily(
+                "edge_buffer_refusing",
+                "1 while the receiver refuses (buffer full)",
+                buffer.refusing,
+            )
+
+        lag = GaugeMetricFamily(
+            "edge_consumer_lag",
+            "Events not yet acknowledged by a consumer (pending + in progress)",
+            labels=["consumer"],
+        )
+        for consumer, info in self.backlog.consumers.items():
+            lag.add_metric([consumer], info.pending + info.ack_pending)
+        yield lag
+
+
+def make_registry(sessions: sessionmaker[Session], backlog: Backlog) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ProjectionCollector(sessions, backlog))
+    return registry

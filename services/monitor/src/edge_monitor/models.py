@@ -1,0 +1,197 @@
+"""The projection tables (all prefixed ``monitor_``: the registry may share the database).
+
+Counters live on the datashare and study rows, kept up to date by every event, so that the
+status API reads a handful of rows whatever the number of instances."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC (SQLite has no time zones), read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, int: BigInteger, str: String(255)}
+
+
+class Position(Base):
+    """The last stream sequence folded into the projections, written in the same transaction."""
+
+    __tablename__ = "monitor_position"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(default=0)
+
+
+class Datashare(Base):
+    __tablename__ = "monitor_datashares"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    ae_title: Mapped[str] = mapped_column(String(16), default="")
+    match: Mapped[str] = mapped_column(String(16), default="called")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime | None]
+
+    # Distinct instances (buffer keys) received, and how many of them are in each state.
+    received: Mapped[int] = mapped_column(default=0)
+    received_bytes: Mapped[int] = mapped_column(default=0)
+    pending: Mapped[int] = mapped_column(default=0)
+    pending_bytes: Mapped[int] = mapped_column(default=0)
+    failing: Mapped[int] = mapped_column(default=0)
+    failing_bytes: Mapped[int] = mapped_column(default=0)
+    uploaded: Mapped[int] = mapped_column(default=0)
+    uploaded_bytes: Mapped[int] = mapped_column(default=0)
+    dead: Mapped[int] = mapped_column(default=0)
+    dead_bytes: Mapped[int] = mapped_column(default=0)
+
+    failures: Mapped[int] = mapped_column(default=0)  # failed upload attempts
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None]
+    refused: Mapped[int] = mapped_column(default=0)  # C-STORE answered with a failure
+    last_refused_reason: Mapped[str] = mapped_column(String(32), default="")
+    last_refused_at: Mapped[datetime | None]
+    last_buffer_full_at: Mapped[datetime | None]
+
+    associations_total: Mapped[int] = mapped_column(default=0)
+    associations_rejected: Mapped[int] = mapped_column(default=0)
+    studies: Mapped[int] = mapped_column(default=0)
+
+    first_received_at: Mapped[datetime | None]
+    last_received_at: Mapped[datetime | None]
+    last_uploaded_at: Mapped[datetime | None]
+    last_activity: Mapped[datetime | None]
+
+
+class Instance(Base):
+    """One buffered object. The key holds datashare, UIDs and digest: the same SOP Instance
+    re-sent with the same bytes is the same row; with other bytes, a new version (row)."""
+
+    __tablename__ = "monitor_instances"
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    datashare: Mapped[str] = mapped_column(String(64))
+    study_uid: Mapped[str] = mapped_column(String(128))
+    sop_instance_uid: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16))  # pending, failing, uploaded, dead
+    received_at: Mapped[datetime]
+    state_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    destination: Mapped[str] = mapped_column(Text, default="")
+    quarantine_key: Mapped[str | None] = mapped_column(String(600))
+
+    __table_args__ = (
+        Index("ix_monitor_instances_state", "datashare", "state", "received_at"),
+        Index("ix_monitor_instances_quarantine", "quarantine_key"),
+        Index("ix_monitor_instances_state_at", "state", "state_at"),
+    )
+
+
+class Study(Base):
+    __tablename__ = "monitor_studies"
+    datashare: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received: Mapped[int] = mapped_column(default=0)
+    uploaded: Mapped[int] = mapped_column(default=0)
+    failing: Mapped[int] = mapped_column(default=0)
+    dead: Mapped[int] = mapped_column(default=0)
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+    __table_args__ = (Index("ix_monitor_studies_last_seen", "datashare", "last_seen"),)
+
+
+class Association(Base):
+    __tablename__ = "monitor_associations"
+    association_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    datashare: Mapped[str] = mapped_column(String(64))
+    calling_ae: Mapped[str] = mapped_column(String(64), default="")
+    called_ae: Mapped[str] = mapped_column(String(64), default="")
+    peer_host: Mapped[str] = mapped_column(String(255), default="")
+    peer_port: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16))  # active, closed, aborted
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    instances: Mapped[int] = mapped_column(default=0)
+    bytes: Mapped[int] = mapped_column(default=0)
+    failures: Mapped[int] = mapped_column(default=0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_monitor_associations_state", "datashare", "state"),
+        Index("ix_monitor_associations_ended", "datashare", "ended_at"),
+    )
+
+
+class Rejection(Base):
+    """One rejected association (kept for the rejections window, then pruned)."""
+
+    __tablename__ = "monitor_rejections"
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime]
+    datashare: Mapped[str | None] = mapped_column(String(64))
+    calling_ae: Mapped[str] = mapped_column(String(64))
+    called_ae: Mapped[str] = mapped_column(String(64))
+    peer_host: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[int] = mapped_column(Integer)
+    reason_text: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_monitor_rejections_at", "at"),)
+
+
+class RejectionTotal(Base):
+    """Rejections ever, by reason (for /metrics; the rows above are pruned)."""
+
+    __tablename__ = "monitor_rejection_totals"
+    reason: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason_text: Mapped[str] = mapped_column(Text, default="")
+    count: Mapped[int] = mapped_column(default=0)
+
+
+class Refusal(Base):
+    """C-STORE requests answered with a failure status, per datashare and reason."""
+
+    __tablename__ = "monitor_refusals"
+    datashare: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime]
+    last_detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Rate(Base):
+    """Instances and bytes per second of event time, for throughput over the last minute."""
+
+    __tablename__ = "monitor_rates"
+    datashare: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # received, uploaded
+    second: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    instances: Mapped[int] = mapped_column(default=0)
+    bytes: Mapped[int] = mapped_column(default=0)
+
+
+class Buffer(Base):
+    """The latest ``buffer.usage`` report (one row)."""
+
+    __tablename__ = "monitor_buffer"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    used_bytes: Mapped[int] = mapped_column(default=0)
+    objects: Mapped[int] = mapped_column(default=0)
+    quota_bytes: Mapped[int] = mapped_column(default=0)
+    refusing: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime]

@@ -1,0 +1,368 @@
+"""The read side: status documents built from the projections, with health verdicts in
+plain words. Every function takes ``now`` so that the same tables give the same answer."""
+
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from edge_core.topology import MONITOR_CONSUMER, UPLOADER_CONSUMER
+from edge_monitor import models as m
+from edge_monitor.backlog import Backlog
+from edge_monitor.config import MonitorSettings
+from edge_monitor.projections import POSITION
+
+MB = 1_000_000
+
+
+def status(
+    session: Session, settings: MonitorSettings, now: datetime, backlog: Backlog | None = None
+) -> dict[str, Any]:
+    buffer = session.get(m.Buffer, 1)
+    datashares = [
+        datashare_status(session, ds, settings, now, buffer)
+        for ds in session.scalars(
+            select(m.Datashare).where(m.Datashare.deleted.is_(False)).order_by(m.Datashare.id)
+        )
+    ]
+    rejected = rejections(session, now - timedelta(seconds=settings.monitor_rejections_window_s))
+    position = session.get(m.Position, POSITION)
+    doc: dict[str, Any] = {
+        "generated_at": now,
+        "datashares": datashares,
+        "rejections": rejected,
+        "buffer": buffer_status(buffer),
+        "dead_letters": sum(d["instances_dead_lettered"] for d in datashares),
+        "uploader": _lag(backlog, UPLOADER_CONSUMER),
+        "monitor": {"position": position.seq if position else 0, **_lag(backlog, MONITOR_CONSUMER)},
+    }
+    doc["problems"] = problems(doc)
+    return doc
+
+
+def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
+    lag = backlog.consumers.get(consumer) if backlog else None
+    if lag is None:
+        return {"backlog": None, "pending": None, "ack_pending": None}
+    return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
+
+
+def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:
+    if buffer is None:
+        return {"reported": False, "used_bytes": None, "quota_bytes": None, "objects": None,
+                "used_fraction": None, "refusing": False, "reported_at": None}  # fmt: skip
+    fraction = buffer.used_bytes / buffer.quota_bytes if buffer.quota_bytes else None
+    return {
+        "reported": True,
+        "used_bytes": buffer.used_bytes,
+        "quota_bytes": buffer.quota_bytes,
+        "objects": buffer.objects,
+        "used_fraction": fraction,
+        "refusing": buffer.refusing,
+        "reported_at": buffer.at,
+    }
+
+
+def datashare_status(
+    session: Session,
+    ds: m.Datashare,
+    settings: MonitorSettings,
+    now: datetime,
+    buffer: m.Buffer | None,
+) -> dict[str, Any]:
+    active = session.scalars(
+        select(m.Association)
+        .where(m.Association.datashare == ds.id, m.Association.state == "active")
+        .order_by(m.Association.started_at)
+    ).all()
+    recent = session.scalars(
+        select(m.Association)
+        .where(m.Association.datashare == ds.id, m.Association.ended_at.is_not(None))
+        .order_by(m.Association.ended_at.desc())
+        .limit(settings.monitor_recent_associations)
+    ).all()
+    studies = session.scalars(
+        select(m.Study)
+        .where(m.Study.datashare == ds.id)
+        .order_by(m.Study.last_seen.desc())
+        .limit(settings.monitor_studies_listed)
+    ).all()
+    refusals = session.scalars(select(m.Refusal).where(m.Refusal.datashare == ds.id)).all()
+    oldest_waiting = session.scalar(
+        select(func.min(m.Instance.received_at)).where(
+            m.Instance.datashare == ds.id, m.Instance.state == "pending"
+        )
+    )
+    quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
+    doc: dict[str, Any] = {
+        "id": ds.id,
+        "description": ds.description,
+        "ae_title": ds.ae_title,
+        "match": ds.match,
+        "enabled": ds.enabled,
+        "instances_received": ds.received,
+        "instances_uploaded": ds.uploaded,
+        # failed and not delivered: being retried, or dead-lettered
+        "instances_failed": ds.failing + ds.dead,
+        "instances_retrying": ds.failing,
+        "instances_dead_lettered": ds.dead,
+        # received and not yet uploaded (nor dead-lettered): waiting in the buffer
+        "instances_pending": ds.pending + ds.failing,
+        "instances_refused": ds.refused,
+        "refusals": {r.reason: r.count for r in refusals},
+        "upload_failures": ds.failures,
+        "bytes_received": ds.received_bytes,
+        "bytes_uploaded": ds.uploaded_bytes,
+        "bytes_pending": ds.pending_bytes + ds.failing_bytes,
+        "bytes_dead_lettered": ds.dead_bytes,
+        "rate": rates(session, ds.id, now, settings.monitor_rate_window_s),
+        "associations_active": len(active),
+        "associations_total": ds.associations_total,
+        "associations_rejected": ds.associations_rejected,
+        "associations": {
+            "active": [_association(a) for a in active],
+            "recent": [_association(a) for a in recent],
+        },
+        "studies_total": ds.studies,
+        "studies_quiet_after_s": settings.monitor_quiet_after_s,
+        "studies": [
+            {
+                "study_uid": s.study_uid,
+                "instances_received": s.received,
+                "instances_uploaded": s.uploaded,
+                "instances_failed": s.failing + s.dead,
+                "first_seen": s.first_seen,
+                "last_seen": s.last_seen,
+                "quiet": now - s.last_seen >= quiet_after,
+            }
+            for s in studies
+        ],
+        "first_received_at": ds.first_received_at,
+        "last_received_at": ds.last_received_at,
+        "last_uploaded_at": ds.last_uploaded_at,
+        "last_activity": ds.last_activity,
+        "last_error": ds.last_error,
+        "last_failure_at": ds.last_failure_at,
+    }
+    verdict, reason = health(ds, doc, oldest_waiting, buffer, settings, now)
+    doc["health"] = {"verdict": verdict, "reason": reason}
+    return doc
+
+
+def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[str, float]:
+    since = int(now.timestamp() - window_s)
+    rows = session.execute(
+        select(m.Rate.kind, func.sum(m.Rate.instances), func.sum(m.Rate.bytes))
+        .where(m.Rate.datashare == ds_id, m.Rate.second > since)
+        .group_by(m.Rate.kind)
+    ).all()
+    sums = {kind: (int(n or 0), int(b or 0)) for kind, n, b in rows}
+    n_in, b_in = sums.get("received", (0, 0))
+    n_out, b_out = sums.get("uploaded", (0, 0))
+    return {
+        "window_s": window_s,
+        "received_instances_per_s": round(n_in / window_s, 3),
+        "received_mb_per_s": round(b_in / MB / window_s, 3),
+        "uploaded_instances_per_s": round(n_out / window_s, 3),
+        "uploaded_mb_per_s": round(b_out / MB / window_s, 3),
+    }
+
+
+def _association(a: m.Association) -> dict[str, Any]:
+    return {
+        "association_id": a.association_id,
+        "calling_ae": a.calling_ae,
+        "called_ae": a.called_ae,
+        "peer": f"{a.peer_host}:{a.peer_port}",
+        "peer_host": a.peer_host,
+        "state": a.state,
+        "started_at": a.started_at,
+        "ended_at": a.ended_at,
+        "instances": a.instances,
+        "bytes": a.bytes,
+        "failures": a.failures,
+        "reason": a.reason,
+    }
+
+
+def health(
+    ds: m.Datashare,
+    doc: dict[str, Any],
+    oldest_waiting: datetime | None,
+    buffer: m.Buffer | None,
+    settings: MonitorSettings,
+    now: datetime,
+) -> tuple[str, str]:
+    """The verdict, worst first: refusing, failing, stalled, receiving, idle."""
+    recent = now - timedelta(seconds=settings.monitor_idle_after_s)
+    stalled_after = timedelta(seconds=settings.monitor_stalled_after_s)
+    full_recently = ds.last_buffer_full_at is not None and ds.last_buffer_full_at >= recent
+    if (buffer is not None and buffer.refusing) or (
+        full_recently and (buffer is None or buffer.at < ds.last_buffer_full_at)
+    ):
+        usage = ""
+        if buffer is not None and buffer.quota_bytes:
+            usage = f" ({_size(buffer.used_bytes)} of {_size(buffer.quota_bytes)})"
+        return "refusing", (
+            f"The buffer is full{usage}: new instances are refused with 'Out of Resources' "
+            "(the PACS should retry) until the uploader drains it."
+        )
+    if ds.dead:
+        return "failing", (
+            f"{ds.dead} instance(s) could not be delivered and were dead-lettered "
+            f"(last error: {ds.last_error or 'unknown'}). Fix the cause, then retry them."
+        )
+    if ds.failing:
+        return "failing", (
+            f"{ds.failing} instance(s) failed to upload and are being retried "
+            f"(last error: {ds.last_error or 'unknown'})."
+        )
+    if (
+        ds.last_refused_at is not None
+        and ds.last_refused_at >= recent
+        and (ds.last_refused_reason != "buffer_full")
+    ):
+        return "failing", (
+            f"The receiver refused instances in the last {_duration(settings.monitor_idle_after_s)}"
+            f" ({ds.last_refused_reason.replace('_', ' ')})."
+        )
+    if oldest_waiting is not None:
+        progress = max(oldest_waiting, ds.last_uploaded_at or oldest_waiting)
+        if now - progress >= stalled_after:
+            since = (
+                f"nothing was uploaded for {_duration((now - ds.last_uploaded_at).total_seconds())}"
+                if ds.last_uploaded_at
+                else "nothing has been uploaded yet"
+            )
+            return "stalled", (
+                f"{doc['instances_pending']} instance(s) are waiting in the buffer and {since}: "
+                "is the uploader running, and the destination reachable?"
+            )
+    rate = doc["rate"]
+    if ds.last_received_at is not None and ds.last_received_at >= recent:
+        return "receiving", (
+            f"Receiving {rate['received_instances_per_s']:g} instances/s "
+            f"({rate['received_mb_per_s']:g} MB/s); {ds.uploaded} of {ds.received} uploaded."
+        )
+    if not ds.enabled:
+        return "idle", "Disabled: associations for this datashare are rejected."
+    if ds.last_received_at is None:
+        return "idle", "Nothing received yet."
+    waiting = doc["instances_pending"]
+    tail = f"; uploading the last {waiting}" if waiting else "; everything received was uploaded"
+    return "idle", (
+        f"Nothing received for {_duration((now - ds.last_received_at).total_seconds())}{tail}."
+    )
+
+
+def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
+    """Rejected associations since ``since``, grouped by who called whom from where."""
+    r = m.Rejection
+    rows = session.execute(
+        select(
+            r.calling_ae,
+            r.called_ae,
+            r.peer_host,
+            r.reason,
+            r.datashare,
+            func.max(r.reason_text),
+            func.count(),
+            func.min(r.at),
+            func.max(r.at),
+        )
+        .where(r.at >= since)
+        .group_by(r.calling_ae, r.called_ae, r.peer_host, r.reason, r.datashare)
+        .order_by(func.max(r.at).desc())
+    ).all()
+    return [
+        {
+            "calling_ae": calling,
+            "called_ae": called,
+            "peer_host": peer,
+            "reason": reason,
+            "reason_text": text,
+            "datashare": ds,
+            "count": count,
+            "first_seen": first,
+            "last_seen": last,
+            "explanation": explain_rejection(calling, called, peer, reason, text, ds),
+        }
+        for calling, called, peer, reason, ds, text, count, first, last in rows
+    ]
+
+
+def explain_rejection(
+    calling: str, called: str, peer: str, reason: int, text: str, datashare: str | None
+) -> str:
+    who = f"PACS '{calling}' at {peer}"
+    if datashare:
+        return f"{who} is not allowed to send to datashare '{datashare}' ({text})."
+    if reason == 7:
+        return f"{who} used called AE title '{called}', which matches no datashare."
+    if reason == 3:
+        return (
+            f"{who} called '{called}' with calling AE title '{calling}', which matches no "
+            "datashare (calling-AE-title mode)."
+        )
+    return f"{who} calling '{called}' was rejected: {text}."
+
+
+def problems(doc: dict[str, Any]) -> list[str]:
+    """Everything that needs a person's attention, in plain words."""
+    found = [
+        f"Datashare '{d['id']}' is {d['health']['verdict']}: {d['health']['reason']}"
+        for d in doc["datashares"]
+        if d["health"]["verdict"] in ("refusing", "failing", "stalled")
+    ]
+    found += [
+        f"{r['explanation']} ({r['count']} time(s), last at {r['last_seen']:%Y-%m-%d %H:%M:%S} UTC)"
+        for r in doc["rejections"]
+    ]
+    fraction = doc["buffer"]["used_fraction"]
+    if fraction is not None and fraction >= 0.8 and not doc["buffer"]["refusing"]:
+        found.append(f"The buffer is {fraction:.0%} full.")
+    return found
+
+
+def dead_letters(
+    session: Session, datashare: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
+    query = select(m.Instance).where(m.Instance.state == "dead")
+    if datashare is not None:
+        query = query.where(m.Instance.datashare == datashare)
+    return [
+        {
+            "datashare": i.datashare,
+            "key": i.key,
+            "quarantine_key": i.quarantine_key,
+            "study_uid": i.study_uid,
+            "sop_instance_uid": i.sop_instance_uid,
+            "size": i.size,
+            "attempts": i.attempts,
+            "error": i.error,
+            "destination": i.destination,
+            "dead_lettered_at": i.state_at,
+        }
+        for i in session.scalars(query.order_by(m.Instance.state_at.desc()).limit(limit))
+    ]
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n:.1f} TB"
