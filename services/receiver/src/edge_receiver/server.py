@@ -1,0 +1,171 @@
+"""The DICOM listener: pynetdicom's threaded association server, hardened.
+
+- The TLS handshake runs in the connection's own thread with a timeout, not in the accept
+  thread (where pynetdicom does it), so a client that never handshakes holds up no one.
+- The length a PDU declares is checked before anything is read: the first PDU must be an
+  A-ASSOCIATE-RQ of sane length (garbage and absurd lengths are dropped before an
+  association even exists), and later PDUs may not exceed our maximum PDU length plus
+  slack (pynetdicom would otherwise read whatever length a peer declares).
+- Every socket read is bounded by the network timeout, so a stalled peer cannot pin a thread.
+"""
+
+import logging
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydicom.uid import UID, AllTransferSyntaxes
+from pynetdicom import AE
+from pynetdicom.association import Association
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+
+from edge_receiver.config import ReceiverSettings
+
+log = logging.getLogger(__name__)
+
+A_ASSOCIATE_RQ = 0x01
+# A-ABORT, source service-provider, reason not specified: the answer to garbage.
+A_ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 0])
+
+
+class CappedAssociationSocket(AssociationSocket):
+    """Refuses to read a PDU longer than ``pdu_length_cap``: pynetdicom reads the 6-byte
+    header, then asks for exactly the declared length."""
+
+    pdu_length_cap: int = 0
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        if nr_bytes > self.pdu_length_cap:
+            log.warning(
+                "closing connection from %s: a PDU declares %d bytes (limit %d)",
+                self.assoc.requestor.address,
+                nr_bytes,
+                self.pdu_length_cap,
+            )
+            # A short read makes pynetdicom treat the connection as closed (one Evt17); no
+            # further reads once it is marked disconnected.
+            self._shutdown_socket_only()
+            return bytearray()
+        return super().recv(nr_bytes)
+
+    def _shutdown_socket_only(self) -> None:
+        if self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._is_connected = False
+
+
+class EdgeRequestHandler(RequestHandler):
+    server: "EdgeServer"
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        peer = self.client_address
+        sock.settimeout(self.server.network_timeout)
+        if self.server.tls_context is not None:
+            try:
+                sock = self.server.tls_context.wrap_socket(sock, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("TLS handshake with %s failed: %s", peer, exc)
+                return
+            self.request = sock
+        elif not self._first_pdu_is_sane(sock):
+            return
+        super().handle()
+
+    def _first_pdu_is_sane(self, sock: socket.socket) -> bool:
+        """Peek at the first PDU header without consuming it (plain TCP only: a TLS socket
+        cannot peek; there the capped socket guards the length)."""
+        try:
+            header = sock.recv(6, socket.MSG_PEEK | socket.MSG_WAITALL)
+        except OSError as exc:
+            log.info("connection from %s closed before a PDU: %s", self.client_address, exc)
+            return False
+        if len(header) < 6:
+            log.info("connection from %s closed before a PDU", self.client_address)
+            return False
+        pdu_type, _, length = struct.unpack(">BBL", header)
+        if pdu_type == A_ASSOCIATE_RQ and length <= self.server.pdu_length_cap:
+            return True
+        log.warning(
+            "dropping connection from %s: first PDU is not a sane A-ASSOCIATE-RQ "
+            "(type 0x%02X, declared length %d)",
+            self.client_address,
+            pdu_type,
+            length,
+        )
+        try:
+            sock.sendall(A_ABORT_PDU)
+        except OSError:
+            pass
+        return False
+
+    def _create_association(self) -> Association:
+        assoc = super()._create_association()
+        # Swapping the class keeps everything pynetdicom set up, with the capped recv.
+        sock = assoc.dul.socket
+        sock.__class__ = CappedAssociationSocket
+        sock.pdu_length_cap = self.server.pdu_length_cap  # type: ignore[union-attr]
+        return assoc
+
+
+class EdgeServer(ThreadedAssociationServer):
+    daemon_threads = True
+    tls_context: ssl.SSLContext | None = None
+    network_timeout: float | None = None
+    pdu_length_cap: int = 0
+
+
+def tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
+    if not settings.tls_enabled:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.receiver_tls_cert), str(settings.receiver_tls_key))
+    if settings.receiver_tls_ca is not None:
+        context.load_verify_locations(str(settings.receiver_tls_ca))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def make_ae(settings: ReceiverSettings) -> AE:
+    ae = AE(ae_title=settings.receiver_ae_title)
+    ae.maximum_associations = settings.receiver_max_associations
+    ae.maximum_pdu_size = settings.receiver_max_pdu_bytes
+    ae.acse_timeout = settings.receiver_acse_timeout_s
+    ae.dimse_timeout = settings.receiver_dimse_timeout_s
+    ae.network_timeout = settings.receiver_network_timeout_s
+    # Routing is ours (EVT_REQUESTED): any called AE title may reach the handler.
+    ae.require_called_aet = False
+    # Every storage SOP class pynetdicom knows, in every transfer syntax pydicom knows: the
+    # receiver stores bytes as received and never decodes them.
+    syntaxes: list[str | UID] = list(AllTransferSyntaxes)
+    ae.supported_contexts = [build_context(Verification)] + [
+        build_context(uid, syntaxes) for uid in _STORAGE_CLASSES.values()
+    ]
+    return ae
+
+
+def start_server(
+    ae: AE, settings: ReceiverSettings, handlers: list[tuple[Any, Callable[..., Any], list[Any]]]
+) -> EdgeServer:
+    server = EdgeServer(
+        ae,
+        (settings.receiver_host, settings.receiver_port),
+        ae.ae_title,
+        ae.supported_contexts,
+        evt_handlers=handlers,  # type: ignore[arg-type]
+        request_handler=EdgeRequestHandler,
+    )
+    server.tls_context = tls_context(settings)
+    server.network_timeout = settings.receiver_network_timeout_s
+    server.pdu_length_cap = settings.pdu_length_cap
+    ae._servers.append(server)
+    threading.Thread(target=server.serve_forever, name="edge-acceptor", daemon=True).start()
+    return server

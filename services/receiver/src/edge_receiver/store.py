@@ -1,0 +1,191 @@
+"""The C-STORE handler: buffer the instance, announce it, and only then answer Success.
+
+pynetdicom spools each incoming dataset to a file as it arrives (``STORE_RECV_CHUNKED_DATASET``),
+so memory stays bounded whatever the object's size. The handler uploads that file as it is —
+File Meta Information and the dataset byte for byte as received, never decoded or transcoded.
+"""
+
+import concurrent.futures
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from nats.js.kv import KeyValue
+from pynetdicom.events import Event
+
+from edge_core.events import (
+    InstanceRefused,
+    InstanceRefusedEvent,
+    InstanceStored,
+    InstanceStoredEvent,
+)
+from edge_core.keys import buffer_key
+from edge_core.objectstore import ObjectStore
+from edge_receiver.associations import Session, Sessions
+from edge_receiver.bridge import Bus, LoopThread
+from edge_receiver.metadata import InstanceMetadata, InvalidDataset, read_metadata
+from edge_receiver.quota import BufferQuota
+from edge_receiver.versions import previous_digest, record_digest
+
+log = logging.getLogger(__name__)
+
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700  # the PACS should retry later
+CANNOT_UNDERSTAND = 0xC000  # the PACS should not retry as is
+
+# Objects up to this size are read into memory once (one read, one hash, one put);
+# larger ones are hashed and uploaded from the spool file in chunks.
+IN_MEMORY_MAX = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+RefusalReason = Literal["buffer_full", "store_error", "bus_error", "invalid_dataset", "other"]
+
+
+@dataclass(frozen=True)
+class StoreDeps:
+    store: ObjectStore
+    bus: Bus
+    loop: LoopThread
+    digests: KeyValue
+    quota: BufferQuota
+    sessions: Sessions
+
+
+def event_id(datashare: str, sop_instance_uid: str, sha256: str) -> str:
+    """The ``instance.stored`` id (and JetStream message id): the same instance re-sent with
+    the same bytes is the same message, dropped by JetStream as a duplicate."""
+    raw = f"{datashare}\0{sop_instance_uid}\0{sha256}".encode("utf-8", "surrogateescape")
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def handle_store(event: Event, deps: StoreDeps) -> int:
+    """EVT_C_STORE: returns the DICOM status, never raises."""
+    session = deps.sessions.get(event.assoc)
+    sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
+    if session is None:  # cannot happen for an association we accepted
+        log.error("C-STORE on an association without a datashare")
+        return OUT_OF_RESOURCES
+    if deps.quota.refusing:
+        return _refuse(
+            deps, session, sop_uid, OUT_OF_RESOURCES, "buffer_full", "buffer quota reached"
+        )
+
+    path = event.dataset_path
+    size = path.stat().st_size
+    data = path.read_bytes() if size <= IN_MEMORY_MAX else None
+    try:
+        meta = read_metadata(io.BytesIO(data) if data is not None else path)
+    except InvalidDataset as exc:
+        return _refuse(deps, session, sop_uid, CANNOT_UNDERSTAND, "invalid_dataset", str(exc))
+
+    # Whether this SOP Instance UID came before: asked while the upload runs.
+    previous = deps.loop.submit(
+        previous_digest(deps.digests, session.datashare, meta.sop_instance_uid)
+    )
+    try:
+        sha256 = hashlib.sha256(data).hexdigest() if data is not None else _file_sha256(path)
+        key = buffer_key(
+            session.datashare, meta.study_uid, meta.series_uid, meta.sop_instance_uid, sha256
+        )
+        if data is not None:
+            deps.store.put_bytes(key, data)
+        else:
+            with path.open("rb") as f:
+                deps.store.put_stream(key, f, size)
+    except Exception as exc:
+        previous.cancel()
+        return _refuse(
+            deps, session, sop_uid, OUT_OF_RESOURCES, "store_error", f"buffer write failed: {exc}"
+        )
+
+    try:
+        new_version = _is_new_version(previous, sha256, deps.bus.timeout)
+        stored = _stored_event(session, meta, key, size, sha256, new_version)
+        duplicate = deps.bus.publish(stored)
+        deps.loop.submit(
+            record_digest(deps.digests, session.datashare, meta.sop_instance_uid, sha256)
+        )
+    except Exception as exc:
+        return _refuse(
+            deps,
+            session,
+            sop_uid,
+            OUT_OF_RESOURCES,
+            "bus_error",
+            f"event not acknowledged: {exc!r}",
+        )
+
+    if not duplicate:
+        deps.quota.add(size)
+    session.instances += 1
+    session.bytes += size
+    log.debug("stored %s (%d bytes%s)", key, size, ", duplicate" if duplicate else "")
+    return SUCCESS
+
+
+def _is_new_version(
+    previous: concurrent.futures.Future[str | None], sha256: str, timeout: float
+) -> bool:
+    digest = previous.result(timeout)
+    return digest is not None and digest != sha256
+
+
+def _stored_event(
+    session: Session, meta: InstanceMetadata, key: str, size: int, sha256: str, new_version: bool
+) -> InstanceStoredEvent:
+    return InstanceStoredEvent(
+        id=event_id(session.datashare, meta.sop_instance_uid, sha256),
+        datashare=session.datashare,
+        data=InstanceStored(
+            study_uid=meta.study_uid,
+            series_uid=meta.series_uid,
+            sop_instance_uid=meta.sop_instance_uid,
+            sop_class_uid=meta.sop_class_uid,
+            key=key,
+            size=size,
+            sha256=sha256,
+            association_id=session.ref.association_id,
+            calling_ae=session.ref.calling_ae,
+            modality=meta.modality,
+            transfer_syntax=meta.transfer_syntax,
+            new_version=new_version,
+        ),
+    )
+
+
+def _refuse(
+    deps: StoreDeps, session: Session, sop_uid: str, status: int, reason: RefusalReason, detail: str
+) -> int:
+    session.failures += 1
+    log.warning(
+        "C-STORE of %r for datashare %s refused with 0x%04X (%s): %s",
+        sop_uid,
+        session.datashare,
+        status,
+        reason,
+        detail,
+    )
+    deps.bus.announce(
+        InstanceRefusedEvent(
+            datashare=session.datashare,
+            data=InstanceRefused(
+                association_id=session.ref.association_id,
+                sop_instance_uid=sop_uid[:128],
+                status=status,
+                reason=reason,
+                detail=detail[:1000],
+            ),
+        )
+    )
+    return status

@@ -1,0 +1,126 @@
+"""Helpers for the receiver's tests: settings, datashares on the bus, events read back, DCMTK."""
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import nats as nats_client
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from edge_core.datashares import Datashare
+from edge_core.events import Event, parse_event
+from edge_core.settings import EdgeSettings
+from edge_core.topology import DATASHARES_BUCKET, ensure_topology
+from edge_embedded.ports import free_ports
+from edge_receiver.config import ReceiverSettings
+from edge_testing.servers import wait_until
+
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def receiver_settings_for(
+    edge: EdgeSettings, data_dir: Path, **overrides: object
+) -> ReceiverSettings:
+    values: dict[str, object] = {
+        **edge.model_dump(),
+        "receiver_host": "127.0.0.1",
+        "receiver_port": free_ports(1)[0],
+        "data_dir": data_dir,
+        "buffer_quota_bytes": 10 * 1024**3,
+        "receiver_network_timeout_s": 20,
+    }
+    values.update(overrides)
+    return ReceiverSettings(**values)  # type: ignore[arg-type]
+
+
+async def _put_datashares(settings: EdgeSettings, datashares: list[Datashare]) -> None:
+    nc = await nats_client.connect(settings.nats_url)
+    try:
+        await ensure_topology(nc.jetstream(), settings)
+        kv = await nc.jetstream().key_value(DATASHARES_BUCKET)
+        for ds in datashares:
+            await kv.put(ds.id, ds.model_dump_json().encode())
+    finally:
+        await nc.close()
+
+
+def put_datashares(settings: EdgeSettings, *datashares: Datashare, port: int | None = None) -> None:
+    """Publish datashares as the registry does; with ``port``, wait until that receiver
+    routes them (an echo to each called-mode datashare succeeds)."""
+    asyncio.run(_put_datashares(settings, list(datashares)))
+    if port is None:
+        return
+    for ds in datashares:
+        if (
+            ds.match == "called"
+            and ds.enabled
+            and not ds.allowed_calling_aets
+            and not ds.allowed_networks
+        ):
+            wait_until(lambda ds=ds: echo(port, ds.ae_title), what=f"datashare {ds.id} live")
+
+
+async def _read_events(url: str, stream: str) -> list[Event]:
+    nc = await nats_client.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream)
+        if not info.state.messages:
+            return []
+        sub = await js.pull_subscribe(
+            "edge.events.>", config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL), stream=stream
+        )
+        out: list[Event] = []
+        while len(out) < info.state.messages:
+            for msg in await sub.fetch(1000, timeout=5):
+                out.append(parse_event(msg.data))
+                await msg.ack()
+        await sub.unsubscribe()
+        return out
+    finally:
+        await nc.close()
+
+
+def read_events(settings: EdgeSettings, type_: str | None = None) -> list[Event]:
+    events = asyncio.run(_read_events(settings.nats_url, settings.events_stream))
+    return [e for e in events if type_ is None or e.type == type_]
+
+
+def wait_for_event(settings: EdgeSettings, type_: str, count: int = 1) -> list[Event]:
+    return wait_until(
+        lambda: (found := read_events(settings, type_)) and len(found) >= count and found,
+        what=f"{count} {type_} event(s)",
+    )
+
+
+def echo(port: int, called: str, calling: str = "HOSPITALPACS") -> bool:
+    result = subprocess.run(
+        ["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        timeout=60,
+    )
+    return result.returncode == 0
+
+
+def storescu(
+    port: int, called: str, files: list[Path], calling: str = "HOSPITALPACS", *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "storescu",
+            *extra,
+            "-aet",
+            calling,
+            "-aec",
+            called,
+            "127.0.0.1",
+            str(port),
+            *map(str, files),
+        ],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
