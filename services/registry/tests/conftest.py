@@ -1,0 +1,147 @@
+"""Registry fixtures: the database over SQLite and PostgreSQL, the API in-process (TestClient)
+and the whole registry for real (uvicorn on a free port, with its outbox relay to NATS)."""
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+
+from edge_embedded.ports import free_ports
+from edge_registry.api import create_app
+from edge_registry.config import RegistrySettings
+from edge_registry.db import open_database
+from edge_registry.main import build_app
+from edge_testing.servers import NatsServer, wait_until
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token"}
+TOKEN_SETTING = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
+# The admin connection used to create a database for the session (trust auth, user postgres).
+POSTGRES_ADMIN_URL = os.environ.get(
+    "EDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
+
+@pytest.fixture
+def as_user():
+    """``as_user("bob")``: the headers that sign a request as bob."""
+    return auth
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this session, dropped at the end."""
+    admin = sa.create_engine(
+        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+    )
+    name = f"edge_registry_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.skip(
+            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} (set EDGE_TEST_POSTGRES_URL): "
+            f"{str(exc).splitlines()[0]}"
+        )
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty, migrated registry database: a new SQLite file, or the session's PostgreSQL
+    database with the registry's tables emptied."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url = request.getfixturevalue("postgres_url")
+    engine, _ = open_database(url)
+    with engine.begin() as conn:
+        for table in ("registry_outbox", "registry_history", "registry_datashares"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def client(database_url: str) -> Iterator[TestClient]:
+    """The API in-process, signed in as alice (no relay: for HTTP behaviour only)."""
+    engine, sessions = open_database(database_url)
+    with TestClient(create_app(sessions, TOKENS), headers=auth("alice")) as test_client:
+        yield test_client
+    engine.dispose()
+
+
+@dataclass
+class RunningRegistry:
+    url: str
+    settings: RegistrySettings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "registry did not stop"
+
+
+def start_registry(settings: RegistrySettings) -> RunningRegistry:
+    """The registry as ``edge-registry`` runs it (API + outbox relay), in a thread."""
+    (port,) = free_ports(1)
+    config = uvicorn.Config(
+        build_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="registry", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), what="registry start")
+    assert server.started, "registry failed to start"
+    return RunningRegistry(f"http://127.0.0.1:{port}", settings, server, thread)
+
+
+def registry_settings(nats: NatsServer, database_url: str, data_dir: Path) -> RegistrySettings:
+    return RegistrySettings(
+        nats_url=nats.url,
+        database_url=database_url,
+        data_dir=data_dir,
+        api_token=TOKEN_SETTING,  # type: ignore[arg-type]
+        outbox_retry_s=0.2,
+        publish_timeout_s=2.0,
+    )
+
+
+@pytest.fixture
+def registry(nats: NatsServer, database_url: str, tmp_path: Path) -> Iterator[RunningRegistry]:
+    running = start_registry(registry_settings(nats, database_url, tmp_path))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def eventually():
+    return _eventually
+
+
+async def _eventually(predicate, timeout_s: float = 30.0, what: str = ""):
+    """Await ``predicate()`` (a coroutine function) until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await predicate()
+        if last:
+            return last
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"timed out waiting for {what}: {last!r}")
