@@ -186,7 +186,8 @@ async def site(uploader_settings: UploaderSettings, s3) -> AsyncIterator[Site]:
     async def record(msg: Msg) -> None:
         site.events.append(parse_event(msg.data))
 
-    await nc.subscribe("edge.events.>", cb=record)
+    # What JetStream stored (a repeat it dropped as a duplicate is not seen).
+    await js.subscribe("edge.events.>", cb=record, ordered_consumer=True)
     yield site
     await nc.close()
 

@@ -36,7 +36,9 @@ UPLOADER_SUBJECTS = [
 class ConsumerTuning:
     """Knobs of the uploader's consumer; defaults suit one site."""
 
-    ack_wait_s: float = 60.0
+    # Short, so that the messages of a crashed uploader soon go to another one; a long
+    # delivery keeps its messages with in-progress acks (every third of this).
+    ack_wait_s: float = 15.0
     max_ack_pending: int = 1000
 
 
