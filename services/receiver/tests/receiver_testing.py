@@ -124,3 +124,18 @@ def storescu(
         text=True,
         timeout=600,
     )
+
+
+def pynetdicom_store(port: int, called: str, datasets, calling: str = "HOSPITALPACS") -> list[int]:
+    """C-STORE each dataset on one association with a pynetdicom SCU; the statuses."""
+    from pynetdicom import AE
+
+    ae = AE(ae_title=calling)
+    for ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    assert assoc.is_established, "association not established"
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in datasets]
+    finally:
+        assoc.release()
