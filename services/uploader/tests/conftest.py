@@ -5,7 +5,9 @@ uploaders run in-process or as ``edge-uploader`` processes."""
 import asyncio
 import hashlib
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import nats as nats_client
 import pytest
 from nats.aio.client import Client
@@ -29,6 +32,8 @@ from edge_core.events import Event, InstanceStored, InstanceStoredEvent, parse_e
 from edge_core.keys import buffer_key
 from edge_core.objectstore import ObjectStore
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
+from edge_embedded.ports import free_ports
+from edge_embedded.process import ServerProcess
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_uploader.config import UploaderSettings
 from edge_uploader.main import run
@@ -70,6 +75,9 @@ class Site:
     js: JetStreamContext
     buffer: ObjectStore
     events: list[Event] = field(default_factory=list)
+    # Test data helpers, here because test modules cannot import conftest.
+    new_uid = staticmethod(new_uid)
+    dicom_bytes = staticmethod(dicom_bytes)
 
     async def add_datashare(
         self, ds_id: str, destination: str | None = None, credentials: dict[str, str] | None = None
@@ -89,19 +97,25 @@ class Site:
         """Buffer one instance (by default a new one) and announce it, as the receiver does."""
         data = data or dicom_bytes(new_uid(), new_uid())
         ds = dcmread(io.BytesIO(data))
+        uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        return await self.announce(ds_id, data, *uids, sop_class=ds.SOPClassUID)
+
+    async def announce(
+        self, ds_id: str, data: bytes, study: str, series: str, sop: str, sop_class: str = ""
+    ) -> InstanceStored:
+        """Buffer these bytes (DICOM or not) under these UIDs and announce them."""
         sha = hashlib.sha256(data).hexdigest()
-        key = buffer_key(ds_id, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, sha)
+        key = buffer_key(ds_id, study, series, sop, sha)
         await asyncio.to_thread(self.buffer.put_bytes, key, data)
         stored = InstanceStored(
-            study_uid=ds.StudyInstanceUID,
-            series_uid=ds.SeriesInstanceUID,
-            sop_instance_uid=ds.SOPInstanceUID,
-            sop_class_uid=ds.SOPClassUID,
+            study_uid=study,
+            series_uid=series,
+            sop_instance_uid=sop,
+            sop_class_uid=sop_class,
             key=key,
             size=len(data),
             sha256=sha,
             association_id="test",
-            transfer_syntax=ds.file_meta.TransferSyntaxUID,
         )
         await publish(self.js, InstanceStoredEvent(datashare=ds_id, data=stored))
         return stored
@@ -196,3 +210,95 @@ async def site(uploader_settings: UploaderSettings, s3) -> AsyncIterator[Site]:
 def destination_store(s3, uploader_settings: UploaderSettings) -> Iterator[ObjectStore]:
     """The default destination: a second bucket in the same S3 store."""
     yield s3.store(uploader_settings.default_destination.removeprefix("s3://"))
+
+
+# --- Orthanc with the DICOMweb plugin (Debian orthanc, orthanc-dicomweb) ---------------------
+# Written to move to edge_testing as is: it only needs a directory and free ports.
+
+ORTHANC_PLUGIN_DIRS = ["/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins"]
+
+
+@dataclass
+class Orthanc:
+    process: ServerProcess
+    http_port: int
+    dicom_port: int
+    aet: str
+    username: str
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb_url(self) -> str:
+        return f"dicomweb+{self.url}/dicom-web"
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=(self.username, self.password), timeout=30)
+
+    def instance_files(self, sop_uid: str) -> list[bytes]:
+        """The stored files of one SOP Instance UID (more than one would be a duplicate)."""
+        with self.client() as http:
+            found = http.post(
+                "/tools/find", json={"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}
+            ).json()
+            return [http.get(f"/instances/{i}/file").content for i in found]
+
+    def count_instances(self) -> int:
+        with self.client() as http:
+            return int(http.get("/statistics").json()["CountInstances"])
+
+
+def start_orthanc(directory: Path) -> Orthanc:
+    binary = shutil.which("Orthanc")
+    plugins = [
+        str(p / "libOrthancDicomWeb.so")
+        for p in map(Path, ORTHANC_PLUGIN_DIRS)
+        if (p / "libOrthancDicomWeb.so").exists()
+    ]
+    if binary is None or not plugins:
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (orthanc, orthanc-dicomweb)")
+    http_port, dicom_port = free_ports(2)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "Name": "edge-test",
+        "StorageDirectory": str(directory / "storage"),
+        "IndexDirectory": str(directory / "storage"),
+        "HttpPort": http_port,
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "DicomCheckCalledAet": True,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {"edge": "edge-secret"},
+        "Plugins": plugins[:1],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "OverwriteInstances": False,
+    }
+    config_path = directory / "orthanc.json"
+    config_path.write_text(json.dumps(config))
+    orthanc = Orthanc(
+        ServerProcess("orthanc", [binary, str(config_path)], lambda: False, directory / "log"),
+        http_port,
+        dicom_port,
+        "ORTHANC",
+        "edge",
+        "edge-secret",
+    )
+
+    def ready() -> bool:
+        with orthanc.client() as http:
+            return http.get("/system").status_code == 200
+
+    orthanc.process.ready = ready
+    orthanc.process.start(timeout_s=60)
+    return orthanc
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    yield server
+    server.process.stop()

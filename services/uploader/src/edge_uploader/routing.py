@@ -5,6 +5,7 @@ import threading
 from edge_core.datashare_table import DatashareTable
 from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, Destination
+from edge_uploader.destinations.dicomweb import open_dicomweb
 from edge_uploader.destinations.s3 import open_s3
 
 # A datashare missing from the table this many deliveries in a row is taken as deleted (the
@@ -18,6 +19,8 @@ def open_destination(
     scheme = url.partition("://")[0].lower()
     if scheme == "s3":
         return open_s3(url, credentials, settings)
+    if scheme in ("dicomweb+http", "dicomweb+https"):
+        return open_dicomweb(url, credentials, settings.uploader_timeout_s)
     raise DeliveryError(f"unsupported destination URL {url!r}", permanent=True)
 
 

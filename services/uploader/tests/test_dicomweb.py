@@ -1,0 +1,62 @@
+"""STOW-RS to a real Orthanc with its DICOMweb plugin."""
+
+import hashlib
+
+
+def credentials(orthanc):
+    return {"username": orthanc.username, "password": orthanc.password}
+
+
+async def test_stow_rs_batches_a_study_and_stores_each_instance_once(site, orthanc):
+    await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
+    async with site.uploader():
+        stored = await site.store_study("WEB", 5)
+        uploaded = await site.wait_for("instance.uploaded", 5)
+    assert {e.data.key for e in uploaded} == {s.key for s in stored}
+    assert all(e.data.destination == orthanc.dicomweb_url for e in uploaded)
+    for s in stored:
+        (data,) = orthanc.instance_files(s.sop_instance_uid)
+        assert hashlib.sha256(data).hexdigest() == s.sha256
+    assert site.buffered() == []
+
+
+async def test_the_same_instance_again_counts_as_delivered_without_a_copy(site, orthanc):
+    await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
+    async with site.uploader():
+        first = await site.store("WEB")
+        await site.wait_for("instance.uploaded", 1)
+        # A redelivery (the receiver announced it again, or the uploader crashed before the ack
+        # and the buffered object is still there).
+        await site.store("WEB", site_bytes := orthanc.instance_files(first.sop_instance_uid)[0])
+        uploaded = await site.wait_for("instance.uploaded", 2)
+    assert hashlib.sha256(site_bytes).hexdigest() == first.sha256
+    assert len(orthanc.instance_files(first.sop_instance_uid)) == 1
+    assert site.of_type("instance.failed") == []
+    assert len(uploaded) == 2
+
+
+async def test_wrong_password_is_a_permanent_failure(site, orthanc):
+    await site.add_datashare("WEB", orthanc.dicomweb_url, {"username": "edge", "password": "no"})
+    async with site.uploader():
+        stored = await site.store("WEB")
+        (dead,) = await site.wait_for("instance.dead_lettered", 1)
+    assert dead.data.attempts == 1
+    assert "401" in dead.data.error
+    assert orthanc.instance_files(stored.sop_instance_uid) == []
+
+
+async def test_one_bad_instance_in_a_batch_fails_alone(site, orthanc):
+    await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
+    study, series = site.new_uid(), site.new_uid()
+    good = [site.dicom_bytes(study, series, n) for n in (1, 2)]
+    # Announced before the uploader starts, so that the three go in one STOW-RS request.
+    bad = await site.announce("WEB", b"not DICOM at all" * 64, study, series, site.new_uid())
+    stored = [await site.store("WEB", data) for data in good]
+    async with site.uploader():
+        uploaded = await site.wait_for("instance.uploaded", 2)
+        (dead,) = await site.wait_for("instance.dead_lettered", 1)
+    assert {e.data.key for e in uploaded} == {s.key for s in stored}
+    assert dead.data.key == bad.key
+    assert dead.data.attempts == 1  # 400 for this instance: permanent
+    for s in stored:
+        assert len(orthanc.instance_files(s.sop_instance_uid)) == 1
