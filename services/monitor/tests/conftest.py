@@ -4,11 +4,16 @@ consumer folding them."""
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import nats as nats_client
 import psycopg
 import pytest
@@ -19,11 +24,13 @@ from edge_core.bus import publish
 from edge_core.datashares import Datashare
 from edge_core.keys import buffer_key, quarantine_key
 from edge_core.topology import ensure_topology
+from edge_embedded.ports import free_ports
 from edge_monitor import db, projections
 from edge_monitor import models as m
 from edge_monitor.config import MonitorSettings
 from edge_monitor.consumer import consume
 from edge_monitor.status import status
+from edge_testing.servers import wait_for_port
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
@@ -205,7 +212,7 @@ class Folding:
     async def reach(self, seq: int) -> None:
         """Wait until the projections include stream sequence ``seq``."""
         async with asyncio.timeout(30):
-            while self.position() < seq:
+            while self.position() < seq:  # noqa: ASYNC110 - the database, not an event
                 await asyncio.sleep(0.05)
 
     def status(self, now: datetime) -> dict:
@@ -223,3 +230,49 @@ async def folding(js, settings: MonitorSettings, engine) -> AsyncIterator[Foldin
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _monitor_env(settings: MonitorSettings, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "EDGE_NATS_URL": settings.nats_url,
+        "EDGE_API_TOKEN": "test-token",
+        "EDGE_DATA_DIR": str(settings.data_dir),
+        "EDGE_DATABASE_URL": settings.sqlalchemy_url(),
+        "EDGE_MONITOR_HOST": "127.0.0.1",
+        "EDGE_MONITOR_PORT": str(port),
+        "EDGE_MONITOR_BACKLOG_POLL_S": "0.2",
+    }
+
+
+@pytest.fixture
+def monitor_env(settings: MonitorSettings) -> dict[str, str]:
+    """The environment of an ``edge-monitor`` command using the test's NATS and database."""
+    return _monitor_env(settings, 0)
+
+
+@dataclass
+class MonitorProcess:
+    process: subprocess.Popen
+    url: str
+    env: dict[str, str]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers={"Authorization": "Bearer test-token"})
+
+
+@pytest.fixture
+def monitor_process(settings: MonitorSettings, tmp_path: Path) -> Iterator[MonitorProcess]:
+    """``edge-monitor`` as a process, as operators run it."""
+    [port] = free_ports(1)
+    env = _monitor_env(settings, port)
+    log = (tmp_path / "monitor.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "edge_monitor"], env=env, stderr=log)
+    try:
+        wait_for_port(port)
+        yield MonitorProcess(process, f"http://127.0.0.1:{port}", env)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)
+        log.close()

@@ -38,13 +38,14 @@ class ProjectionCollector(Collector):
             datashares = session.scalars(
                 select(m.Datashare).where(m.Datashare.deleted.is_(False))
             ).all()
-            active: dict[str, int] = dict(
-                session.execute(
+            active = {
+                ds: count
+                for ds, count in session.execute(
                     select(m.Association.datashare, func.count())
                     .where(m.Association.state == "active")
                     .group_by(m.Association.datashare)
-                ).tuples()
-            )
+                )
+            }
             rejections = session.scalars(select(m.RejectionTotal)).all()
             buffer = session.get(m.Buffer, 1)
 

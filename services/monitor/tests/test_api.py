@@ -1,0 +1,164 @@
+"""The HTTP API over projections fed by real events: auth, status, dead letters, metrics."""
+
+import asyncio
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_core.bus import publish
+from edge_core.events import SUBJECT_PREFIX, parse_event
+from edge_monitor import db
+from edge_monitor.api import Monitor, create_app
+
+AUTH = {"Authorization": "Bearer test-token"}
+
+
+@pytest.fixture
+async def client(settings, engine, js):
+    monitor = Monitor(settings, db.reader(engine), publish=lambda event: publish(js, event))
+    transport = httpx.ASGITransport(app=create_app(monitor))
+    async with httpx.AsyncClient(transport=transport, base_url="http://monitor") as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/status", "/api/v1/datashares/DS/status", "/api/v1/dead-letters"]
+)
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dGVzdC10b2tlbg==", "Bearer "])
+async def test_api_needs_the_token(client, path, header):
+    headers = {"Authorization": header} if header else {}
+    response = await client.get(path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    retry = await client.post(
+        "/api/v1/dead-letters/retry", json={"datashare": "DS"}, headers=headers
+    )
+    assert retry.status_code == 401
+
+
+async def test_open_pages(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    page = await client.get("/")
+    assert page.status_code == 200 and "Edge monitor" in page.text
+    assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_status_documents(client, feed, folding):
+    await feed.datashare("DS", description="Lung screening")
+    ref = await feed.stored("DS", "a1", "1.5", "1.5.1", feed.at(1))
+    await feed.rejected("XYZ", "FOO", "10.0.0.5", feed.at(2))
+    await folding.reach(feed.last_seq)
+
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
+    assert set(status) >= {"datashares", "rejections", "buffer", "uploader", "problems"}
+    [ds] = status["datashares"]
+    for field in (
+        "id", "instances_received", "instances_uploaded", "instances_failed",
+        "instances_pending", "bytes_received", "associations_active", "associations_total",
+        "associations_rejected", "last_activity", "studies",
+    ):  # fmt: skip
+        assert field in ds, field
+    assert ds["instances_received"] == 1 and ds["studies"][0]["study_uid"] == ref.study_uid
+    assert ds["last_activity"] == "2026-11-28T09:00:01Z"
+    assert status["rejections"] == [] or status["rejections"][0]["called_ae"] == "FOO"
+
+    one = await client.get("/api/v1/datashares/DS/status", headers=AUTH)
+    assert one.json()["description"] == "Lung screening"
+    assert (await client.get("/api/v1/datashares/NOPE/status", headers=AUTH)).status_code == 404
+
+
+async def test_dead_letters_and_retry(client, feed, folding, js):
+    await feed.datashare("DS")
+    refs = [await feed.stored("DS", "a1", "1.6", f"1.6.{i}", feed.at(i)) for i in range(3)]
+    keys = [await feed.dead("DS", ref, feed.at(10)) for ref in refs]
+    await folding.reach(feed.last_seq)
+
+    listed = (await client.get("/api/v1/dead-letters", headers=AUTH)).json()
+    assert sorted(d["quarantine_key"] for d in listed) == sorted(keys)
+    assert listed[0]["error"] == "403 Forbidden" and listed[0]["attempts"] == 5
+    assert (await client.get("/api/v1/dead-letters?datashare=OTHER", headers=AUTH)).json() == []
+
+    unknown = await client.post(
+        "/api/v1/dead-letters/retry", json={"quarantine_keys": ["quarantine/nope"]}, headers=AUTH
+    )
+    assert unknown.status_code == 404
+    assert (
+        await client.post("/api/v1/dead-letters/retry", json={}, headers=AUTH)
+    ).status_code == 422
+
+    retries = await js.subscribe(f"{SUBJECT_PREFIX}.DS.instance.retry_requested")
+    one = await client.post("/api/v1/dead-letters/retry", json=[keys[0]], headers=AUTH)
+    assert one.status_code == 202 and one.json() == {"requested": [keys[0]]}
+    event = parse_event((await retries.next_msg(timeout=5)).data)
+    assert event.type == "instance.retry_requested" and event.datashare == "DS"
+    assert event.data.quarantine_key == keys[0] and event.data.requested_by == "staff"
+
+    # The monitor folds its own retry requests: the first is no longer a dead letter.
+    await folding.reach((await js.stream_info("EDGE_EVENTS")).state.last_seq)
+    rest = await client.post("/api/v1/dead-letters/retry", json={"datashare": "DS"}, headers=AUTH)
+    assert rest.json()["requested"] == sorted(keys[1:])
+    await folding.reach((await js.stream_info("EDGE_EVENTS")).state.last_seq)
+    assert (await client.get("/api/v1/dead-letters", headers=AUTH)).json() == []
+    ds = (await client.get("/api/v1/datashares/DS/status", headers=AUTH)).json()
+    assert ds["instances_pending"] == 3 and ds["instances_dead_lettered"] == 0
+
+
+async def test_metrics(client, feed, folding, settings):
+    await feed.datashare("DS")
+    await feed.opened("DS", "a1")
+    ref = await feed.stored("DS", "a1", "1.7", "1.7.1", feed.at(1), size=5000)
+    await feed.stored("DS", "a1", "1.7", "1.7.2", feed.at(1), size=7000)
+    await feed.uploaded("DS", ref, feed.at(2))
+    await feed.dead("DS", await feed.stored("DS", "a1", "1.7", "1.7.3", feed.at(3)), feed.at(4))
+    await feed.rejected("XYZ", "FOO", "10.0.0.5")
+    await feed.buffer(12345, 10**9, refusing=False)
+    await folding.reach(feed.last_seq)
+
+    async def scrape() -> dict:
+        text = (await client.get("/metrics")).text
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    samples = await scrape()
+    ds = (("datashare", "DS"),)
+    assert samples[("edge_instances_received_total", ds)] == 3
+    assert samples[("edge_instances_uploaded", ds)] == 1
+    assert samples[("edge_instances_pending", ds)] == 1
+    assert samples[("edge_instances_dead_lettered", ds)] == 1
+    assert samples[("edge_bytes_received_total", ds)] == 13000
+    assert samples[("edge_associations_total", ds)] == 1
+    assert samples[("edge_associations_active", ds)] == 1
+    assert samples[("edge_rejections_total", (("reason", "called AE title not recognised"),))] == 1
+    assert samples[("edge_buffer_bytes", ())] == 12345
+    assert samples[("edge_buffer_refusing", ())] == 0
+
+
+async def test_uploader_backlog_is_reported(js, settings, engine, feed):
+    """Nobody consumes the uploader's events here: its backlog is what was stored."""
+    from edge_monitor.backlog import Backlog, watch_backlog
+
+    await feed.datashare("DS")
+    for i in range(4):
+        await feed.stored("DS", "a1", "1.8", f"1.8.{i}")
+    backlog = Backlog()
+    task = asyncio.create_task(watch_backlog(js, settings.events_stream, backlog, 0.1))
+    try:
+        async with asyncio.timeout(10):
+            while "uploader" not in backlog.consumers:  # noqa: ASYNC110 - polled by the task
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert backlog.consumers["uploader"].pending == 4
+    assert backlog.stream_last_seq == 5
+
+    monitor = Monitor(settings, db.reader(engine), backlog)
+    transport = httpx.ASGITransport(app=create_app(monitor))
+    async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
+        status = (await client.get("/api/v1/status", headers=AUTH)).json()
+        metrics = (await client.get("/metrics")).text
+    assert status["uploader"]["backlog"] == 4
+    assert 'edge_consumer_lag{consumer="uploader"} 4.0' in metrics
