@@ -143,7 +143,8 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
 def _credential(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text.split('=')[0]!r}")
+        # Never echo it: without '=' the whole text may be the secret.
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, e.g. secret_key=...")
     return name, value
 
 
@@ -167,6 +168,8 @@ def _cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
     return str(value)
 
 
