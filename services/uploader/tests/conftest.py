@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -302,3 +303,41 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield server
     server.process.stop()
+
+
+# --- DCMTK storescp -----------------------------------------------------------------------
+
+
+@dataclass
+class StoreSCP:
+    process: ServerProcess
+    port: int
+    aet: str
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"dicom://{self.aet}@127.0.0.1:{self.port}"
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.directory.iterdir() if p.is_file())
+
+
+@pytest.fixture
+def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
+    """DCMTK storescp writing every received instance to a directory."""
+    (port,) = free_ports(1)
+    out = tmp_path / "storescp"
+    out.mkdir()
+    argv = ["storescp", "--output-directory", str(out), "-aet", "STORESCP", str(port)]
+
+    def ready() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+
+    process = ServerProcess(
+        "storescp", argv, ready, tmp_path / "storescp.log", env={"TCP_NODELAY": "1"}
+    )
+    scp = StoreSCP(process.start(timeout_s=30), port, "STORESCP", out)
+    yield scp
+    process.stop()

@@ -6,6 +6,7 @@ from edge_core.datashare_table import DatashareTable
 from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, Destination
 from edge_uploader.destinations.dicomweb import open_dicomweb
+from edge_uploader.destinations.dimse import open_dimse
 from edge_uploader.destinations.s3 import open_s3
 
 # A datashare missing from the table this many deliveries in a row is taken as deleted (the
@@ -21,6 +22,8 @@ def open_destination(
         return open_s3(url, credentials, settings)
     if scheme in ("dicomweb+http", "dicomweb+https"):
         return open_dicomweb(url, credentials, settings.uploader_timeout_s)
+    if scheme == "dicom":
+        return open_dimse(url, settings.uploader_ae_title, settings.uploader_timeout_s)
     raise DeliveryError(f"unsupported destination URL {url!r}", permanent=True)
 
 
