@@ -103,6 +103,13 @@ class EdgeRequestHandler(RequestHandler):
         )
         try:
             sock.sendall(A_ABORT_PDU)
+            sock.shutdown(socket.SHUT_WR)
+            # Discard what the peer already sent (a little), so that closing does not reset
+            # the connection before the A-ABORT is read.
+            sock.settimeout(0.5)
+            for _ in range(16):
+                if not sock.recv(65536):
+                    break
         except OSError:
             pass
         return False
@@ -121,6 +128,12 @@ class EdgeServer(ThreadedAssociationServer):
     tls_context: ssl.SSLContext | None = None
     network_timeout: float | None = None
     pdu_length_cap: int = 0
+
+    def server_bind(self) -> None:
+        # Several receiver processes may listen on one port; the kernel spreads connections
+        # across them (they share nothing but NATS and the buffer).
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
 
 
 def tls_context(settings: ReceiverSettings) -> ssl.SSLContext | None:
