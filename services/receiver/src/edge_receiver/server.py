@@ -132,7 +132,8 @@ class EdgeServer(ThreadedAssociationServer):
     def server_bind(self) -> None:
         # Several receiver processes may listen on one port; the kernel spreads connections
         # across them (they share nothing but NATS and the buffer).
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if self.socket is not None:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 
 
