@@ -50,10 +50,13 @@ async def test_counts_studies_associations_and_rates(feed, folding):
         "1.2.3": 2,
         "1.2.4": 1,
     }
-    # 3 instances and 6 MB received, 1 and 1 MB uploaded, in the last minute
-    assert live["rate"]["received_instances_per_s"] == pytest.approx(3 / 60, abs=1e-3)
-    assert live["rate"]["received_mb_per_s"] == pytest.approx(6 / 60, abs=1e-3)
-    assert live["rate"]["uploaded_mb_per_s"] == pytest.approx(1 / 60, abs=1e-3)
+    # 3 instances and 6 MB received in the 8 s since the first; 1 MB uploaded in 4 s
+    assert live["rate"]["received_instances_per_s"] == pytest.approx(3 / 8, abs=1e-3)
+    assert live["rate"]["received_mb_per_s"] == pytest.approx(6 / 8, abs=1e-3)
+    assert live["rate"]["uploaded_mb_per_s"] == pytest.approx(1 / 4, abs=1e-3)
+    # a minute later, over the whole minute
+    minute = folding.datashare(ds, feed.at(62))["rate"]
+    assert minute["received_instances_per_s"] == pytest.approx(2 / 60, abs=1e-3)
     assert live["health"]["verdict"] == "receiving"
     assert live["last_activity"] == feed.at(6)
 

@@ -152,22 +152,23 @@ def datashare_status(
 
 
 def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[str, float]:
+    """Per second over the window, or since the first instance in it if that is later (a
+    transfer that started 5 s ago is not averaged over a whole minute)."""
     since = int(now.timestamp() - window_s)
     rows = session.execute(
-        select(m.Rate.kind, func.sum(m.Rate.instances), func.sum(m.Rate.bytes))
+        select(
+            m.Rate.kind, func.sum(m.Rate.instances), func.sum(m.Rate.bytes), func.min(m.Rate.second)
+        )
         .where(m.Rate.datashare == ds_id, m.Rate.second > since)
         .group_by(m.Rate.kind)
     ).all()
-    sums = {kind: (int(n or 0), int(b or 0)) for kind, n, b in rows}
-    n_in, b_in = sums.get("received", (0, 0))
-    n_out, b_out = sums.get("uploaded", (0, 0))
-    return {
-        "window_s": window_s,
-        "received_instances_per_s": round(n_in / window_s, 3),
-        "received_mb_per_s": round(b_in / MB / window_s, 3),
-        "uploaded_instances_per_s": round(n_out / window_s, 3),
-        "uploaded_mb_per_s": round(b_out / MB / window_s, 3),
-    }
+    doc: dict[str, float] = {"window_s": window_s}
+    for kind in ("received", "uploaded"):
+        n, b, first = next(((n, b, f) for k, n, b, f in rows if k == kind), (0, 0, None))
+        span = window_s if first is None else min(window_s, max(1.0, now.timestamp() - first))
+        doc[f"{kind}_instances_per_s"] = round(int(n) / span, 3)
+        doc[f"{kind}_mb_per_s"] = round(int(b) / MB / span, 3)
+    return doc
 
 
 def _association(a: m.Association) -> dict[str, Any]:
