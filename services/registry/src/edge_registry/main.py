@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -47,8 +48,11 @@ def main() -> None:
         sys.exit(2)
     app = build_app(settings)
     log.info("registry on %s:%s", settings.registry_host, settings.registry_port)
-    # uvicorn stops gracefully on SIGTERM/SIGINT (the lifespan stops the relay), then we
-    # return and exit 0.
+    # uvicorn stops gracefully on SIGTERM/SIGINT (the lifespan stops the relay), then
+    # re-raises the signal to the handler that was there before; with these no-ops that is
+    # the end of it, and the process exits 0 as every Edge service does.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     uvicorn.run(
         app,
         host=settings.registry_host,
