@@ -7,7 +7,7 @@ import httpx
 import nats as nats_client
 import pytest
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from edge_core.datashare_table import DatashareTable
 from edge_core.datashares import Datashare
@@ -16,7 +16,7 @@ from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry import datashares
 from edge_registry.config import RegistrySettings
 from edge_registry.db import OutboxRow, open_database
-from edge_registry.outbox import publish_pending
+from edge_registry.outbox import RELAY_LOCK_KEY, publish_pending
 from edge_registry.schemas import DatashareSpec
 
 SECRET = "kv-only-secret"
@@ -218,8 +218,7 @@ async def test_a_retried_publish_is_a_duplicate_not_a_second_event(database_url,
             entry = session.scalars(select(OutboxRow)).one()
             copy = {c: getattr(entry, c) for c in ("datashare_id", "event", "kv_value")}
         settings = RegistrySettings(nats_url=nats.url)
-        await ensure_topology(js, settings)
-        kv = await js.key_value(DATASHARES_BUCKET)
+        kv = await bucket(js, settings)
         assert await publish_pending(engine, js, kv, 5.0) == 1
         with sessions() as session:
             session.add(OutboxRow(**copy))
@@ -227,5 +226,29 @@ async def test_a_retried_publish_is_a_duplicate_not_a_second_event(database_url,
         assert await publish_pending(engine, js, kv, 5.0) == 1
         events = await datashare_events(js, settings.events_stream)
         assert len(events) == 1
+    finally:
+        engine.dispose()
+
+
+async def bucket(js, settings: RegistrySettings):
+    await ensure_topology(js, settings)
+    return await js.key_value(DATASHARES_BUCKET)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_registry_processes_sharing_postgresql_take_turns_to_publish(database_url, nats, js):
+    engine, sessions = open_database(database_url)
+    try:
+        with sessions() as session:
+            datashares.create(session, DatashareSpec(id="DS1"), "alice")
+        kv = await bucket(js, RegistrySettings(nats_url=nats.url))
+        with engine.connect() as other:  # another registry process, in the middle of a pass
+            other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY})
+            other.commit()
+            assert await publish_pending(engine, js, kv, 5.0) == 0
+            other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK_KEY})
+            other.commit()
+        assert await publish_pending(engine, js, kv, 5.0) == 1
+        assert await kv_datashare(kv, "DS1") is not None
     finally:
         engine.dispose()

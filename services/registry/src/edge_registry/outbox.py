@@ -11,8 +11,7 @@ from contextlib import suppress
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from sqlalchemy import Engine, delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, Row, delete, select, text
 
 from edge_core import bus
 from edge_core.events import parse_event
@@ -22,37 +21,69 @@ from edge_registry.db import OutboxRow
 
 log = logging.getLogger(__name__)
 BATCH = 100
+OUTBOX = OutboxRow.__table__
 
 
-def pending(engine: Engine, limit: int = BATCH) -> list[OutboxRow]:
-    with Session(engine, expire_on_commit=False) as session:
-        query = select(OutboxRow).order_by(OutboxRow.seq).limit(limit)
-        return list(session.scalars(query))
+# Registry processes sharing one PostgreSQL database take turns: two relays publishing the
+# same entries at once could leave an older KV value last. (SQLite: one process.)
+RELAY_LOCK_KEY = 0x65646765_72656C79  # "edgerely"
 
 
-def mark_sent(engine: Engine, seq: int) -> None:
-    with Session(engine) as session, session.begin():
-        session.execute(delete(OutboxRow).where(OutboxRow.seq == seq))
+def _try_lock(conn: Connection) -> bool:
+    if conn.dialect.name != "postgresql":
+        return True
+    locked = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK_KEY})
+    conn.commit()
+    return bool(locked.scalar())
+
+
+def _unlock_and_close(conn: Connection) -> None:
+    try:
+        if conn.dialect.name == "postgresql":
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RELAY_LOCK_KEY})
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def _pending(conn: Connection, limit: int = BATCH) -> list[Row]:
+    query = select(OUTBOX).order_by(OUTBOX.c.seq).limit(limit)
+    rows = list(conn.execute(query))
+    conn.commit()
+    return rows
+
+
+def _mark_sent(conn: Connection, seq: int) -> None:
+    conn.execute(delete(OUTBOX).where(OUTBOX.c.seq == seq))
+    conn.commit()
 
 
 async def publish_pending(
     engine: Engine, js: JetStreamContext, kv: KeyValue, timeout_s: float
 ) -> int:
-    """Publish every entry in commit order; returns how many. Raises on the first failure,
-    leaving that entry and the later ones for the next attempt."""
-    sent = 0
-    while rows := await asyncio.to_thread(pending, engine):
-        for row in rows:
-            if row.kv_value is None:
-                await kv.delete(row.datashare_id)
-            else:
-                await kv.put(row.datashare_id, row.kv_value.encode())
-            event = parse_event(row.event)
-            await bus.publish(js, event, timeout=timeout_s)
-            await asyncio.to_thread(mark_sent, engine, row.seq)
-            log.info("published %s %s (event %s)", event.type, row.datashare_id, event.id)
-            sent += 1
-    return sent
+    """Publish every entry in commit order; returns how many (0 also when another registry
+    process holds the turn). Raises on the first failure, leaving that entry and the later
+    ones for the next attempt."""
+    conn = await asyncio.to_thread(engine.connect)
+    try:
+        if not await asyncio.to_thread(_try_lock, conn):
+            return 0
+        sent = 0
+        while rows := await asyncio.to_thread(_pending, conn):
+            for row in rows:
+                if row.kv_value is None:
+                    await kv.delete(row.datashare_id)
+                else:
+                    await kv.put(row.datashare_id, row.kv_value.encode())
+                event = parse_event(row.event)
+                await bus.publish(js, event, timeout=timeout_s)
+                await asyncio.to_thread(_mark_sent, conn, row.seq)
+                log.info("published %s %s (event %s)", event.type, row.datashare_id, event.id)
+                sent += 1
+        return sent
+    finally:
+        await asyncio.to_thread(_unlock_and_close, conn)
 
 
 class OutboxRelay:
