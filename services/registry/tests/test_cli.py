@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,9 +89,11 @@ def test_create_list_show_update_history_delete(edgectl, monkeypatch):
     assert status == 0
     lines = out.splitlines()
     assert lines[0].split() == ["REVISION", "TIME", "ACTOR", "ACTION", "CHANGES"]
-    assert lines[2].split()[0:1] + lines[2].split()[2:4] == ["1", "alice", "created"]
+    revision, date, time, actor, action = lines[2].split()[:5]
+    assert (revision, actor, action) == ("1", "alice", "created")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", date) and re.fullmatch(r"\d\d:\d\d:\d\dZ", time)
     assert "secret_key=***" in lines[2] and "cli-secret" not in out
-    assert lines[3].split()[2:4] == ["bob", "updated"]
+    assert lines[3].split()[3:5] == ["bob", "updated"]
     assert "match: called -> calling" in lines[3]
     assert "allowed_calling_aets: PACS1, PACS2 -> -" in lines[3]
     assert "enabled: yes -> no" in lines[3]

@@ -88,7 +88,7 @@ def _history(client: httpx.Client, args: argparse.Namespace) -> None:
         _print_json(entries)
         return
     rows = [
-        [str(e["revision"]), e["time"], e["actor"], e["action"], describe_changes(e)]
+        [str(e["revision"]), _when(e["time"]), e["actor"], e["action"], describe_changes(e)]
         for e in entries
     ]
     print(table(("revision", "time", "actor", "action", "changes"), rows))
@@ -154,11 +154,16 @@ def _print_datashare(ds: dict[str, Any], as_json: bool) -> None:
         return
     width = max(len(k) for k in ds)
     for key, value in ds.items():
-        print(f"{key:<{width}}  {_cell(value)}")
+        print(f"{key:<{width}}  {_cell(value)}".rstrip())
 
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
+
+
+def _when(iso_time: str) -> str:
+    """``2026-11-28T08:38:29.120618Z`` as ``2026-11-28 08:38:29Z``."""
+    return iso_time[:19].replace("T", " ") + "Z"
 
 
 def _cell(value: Any) -> str:
