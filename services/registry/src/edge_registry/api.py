@@ -84,14 +84,16 @@ def create_app(
         ):
             if name in changes and changes[name] is None:
                 changes[name] = empty
-        current = datashares.current_spec(datashares.get(db, ds_id))
+        # Locked until committed: a concurrent PATCH applies to this one's result.
+        row = datashares.get(db, ds_id, for_update=True)
+        current = datashares.current_spec(row)
         try:
             spec = DatashareSpec.model_validate({**current, **changes})
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
-        row = datashares.update(db, ds_id, spec, who)
+        row = datashares.update(db, row, spec, who)
         on_commit()
         return datashares.to_out(row)
 

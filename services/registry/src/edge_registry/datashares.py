@@ -34,8 +34,12 @@ class Conflict(Exception):
     pass
 
 
-def get(session: Session, ds_id: str) -> DatashareRow:
-    row = session.get(DatashareRow, ds_id)
+def get(session: Session, ds_id: str, for_update: bool = False) -> DatashareRow:
+    """The row; ``for_update`` locks it (PostgreSQL) so concurrent changes apply in turn."""
+    query = select(DatashareRow).where(DatashareRow.id == ds_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(query).one_or_none()
     if row is None:
         raise NotFound(f"no datashare with id {ds_id!r}")
     return row
@@ -94,19 +98,15 @@ def current_spec(row: DatashareRow) -> dict[str, Any]:
     return {"id": row.id, **{f: getattr(row, f) for f in SPEC_FIELDS}}
 
 
-def update(session: Session, ds_id: str, spec: DatashareSpec, actor: str) -> DatashareRow:
-    """Apply ``spec`` (the row with a PATCH applied, already validated) to the row."""
-    row = session.scalars(
-        select(DatashareRow).where(DatashareRow.id == ds_id).with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise NotFound(f"no datashare with id {ds_id!r}")
+def update(session: Session, row: DatashareRow, spec: DatashareSpec, actor: str) -> DatashareRow:
+    """Apply ``spec`` (the row with a PATCH applied, already validated) to the row, which
+    the caller read with ``get(..., for_update=True)`` to compute ``spec``."""
     old = {f: getattr(row, f) for f in SPEC_FIELDS}
     new = _spec_fields(spec)
     changed = {f: {"old": old[f], "new": new[f]} for f in SPEC_FIELDS if old[f] != new[f]}
     if not changed:
         return row
-    _check_ae_title_free(session, ds_id, new)
+    _check_ae_title_free(session, row.id, new)
     now = datetime.now(UTC)
     for name, value in new.items():
         setattr(row, name, value)
@@ -119,7 +119,7 @@ def update(session: Session, ds_id: str, spec: DatashareSpec, actor: str) -> Dat
 
 
 def delete(session: Session, ds_id: str, actor: str) -> None:
-    row = get(session, ds_id)
+    row = get(session, ds_id, for_update=True)
     now = datetime.now(UTC)
     revision = row.revision + 1
     snapshot = _shown({f: getattr(row, f) for f in SPEC_FIELDS})
