@@ -48,11 +48,14 @@ class Bus:
     def __init__(self, loop: LoopThread, nc: Client, js: JetStreamContext, timeout: float) -> None:
         self.loop, self.nc, self.js, self.timeout = loop, nc, js, timeout
 
+    def ensure_connected(self) -> None:
+        if not self.nc.is_connected:
+            raise BusUnavailable("not connected to NATS")
+
     def publish(self, event: _Envelope) -> bool:
         """Publish and wait for JetStream's acknowledgement; True if it was a duplicate.
         Raises on any failure (the caller refuses the instance)."""
-        if not self.nc.is_connected:
-            raise BusUnavailable("not connected to NATS")
+        self.ensure_connected()
         ack = self.loop.call(bus.publish(self.js, event, timeout=self.timeout), self.timeout + 1)
         return bool(ack.duplicate)
 

@@ -5,10 +5,10 @@ so memory stays bounded whatever the object's size. The handler uploads that fil
 File Meta Information and the dataset byte for byte as received, never decoded or transcoded.
 """
 
-import concurrent.futures
 import hashlib
 import io
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,7 +28,7 @@ from edge_receiver.associations import Session, Sessions
 from edge_receiver.bridge import Bus, LoopThread
 from edge_receiver.metadata import InstanceMetadata, InvalidDataset, read_metadata
 from edge_receiver.quota import BufferQuota
-from edge_receiver.versions import previous_digest, record_digest
+from edge_receiver.versions import is_new_version
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
             deps, session, sop_uid, OUT_OF_RESOURCES, "buffer_full", "buffer quota reached"
         )
 
+    started = time.perf_counter()
     path = event.dataset_path
     size = path.stat().st_size
     data = path.read_bytes() if size <= IN_MEMORY_MAX else None
@@ -89,14 +90,14 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
     except InvalidDataset as exc:
         return _refuse(deps, session, sop_uid, CANNOT_UNDERSTAND, "invalid_dataset", str(exc))
 
-    # Whether this SOP Instance UID came before: asked while the upload runs.
-    previous = deps.loop.submit(
-        previous_digest(deps.digests, session.datashare, meta.sop_instance_uid)
-    )
     try:
         sha256 = hashlib.sha256(data).hexdigest() if data is not None else _file_sha256(path)
         key = buffer_key(
             session.datashare, meta.study_uid, meta.series_uid, meta.sop_instance_uid, sha256
+        )
+        # Whether this SOP Instance UID came before with other bytes: asked while the upload runs.
+        new_version = deps.loop.submit(
+            is_new_version(deps.digests, session.datashare, meta.sop_instance_uid, sha256)
         )
         if data is not None:
             deps.store.put_bytes(key, data)
@@ -104,18 +105,17 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
             with path.open("rb") as f:
                 deps.store.put_stream(key, f, size)
     except Exception as exc:
-        previous.cancel()
         return _refuse(
             deps, session, sop_uid, OUT_OF_RESOURCES, "store_error", f"buffer write failed: {exc}"
         )
 
+    stored_at = time.perf_counter()
     try:
-        new_version = _is_new_version(previous, sha256, deps.bus.timeout)
-        stored = _stored_event(session, meta, key, size, sha256, new_version)
-        duplicate = deps.bus.publish(stored)
-        deps.loop.submit(
-            record_digest(deps.digests, session.datashare, meta.sop_instance_uid, sha256)
+        deps.bus.ensure_connected()
+        stored = _stored_event(
+            session, meta, key, size, sha256, new_version.result(deps.bus.timeout)
         )
+        duplicate = deps.bus.publish(stored)
     except Exception as exc:
         return _refuse(
             deps,
@@ -130,15 +130,15 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
         deps.quota.add(size)
     session.instances += 1
     session.bytes += size
-    log.debug("stored %s (%d bytes%s)", key, size, ", duplicate" if duplicate else "")
+    log.debug(
+        "stored %s (%d bytes%s): buffer %.1f ms, event %.1f ms",
+        key,
+        size,
+        ", duplicate" if duplicate else "",
+        (stored_at - started) * 1000,
+        (time.perf_counter() - stored_at) * 1000,
+    )
     return SUCCESS
-
-
-def _is_new_version(
-    previous: concurrent.futures.Future[str | None], sha256: str, timeout: float
-) -> bool:
-    digest = previous.result(timeout)
-    return digest is not None and digest != sha256
 
 
 def _stored_event(

@@ -1,13 +1,17 @@
 """The last digest received for each SOP Instance UID of a datashare, kept in a JetStream
 key-value bucket so that every receiver process sees it: a re-send with different bytes is
-recognised as a new version however the associations were spread across processes."""
+recognised as a new version however the associations were spread across processes.
+
+The digest is recorded while the object is being written, before it is known to be stored:
+if that write fails, the PACS's retry (same bytes) still matches it; a retry with other
+bytes is flagged as a new version, which is harmless."""
 
 import hashlib
 from datetime import timedelta
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 DIGESTS_BUCKET = "edge_receiver_digests"
@@ -36,13 +40,17 @@ def _key(datashare: str, sop_uid: str) -> str:
     return f"{datashare}.{digest[:40]}"
 
 
-async def previous_digest(kv: KeyValue, datashare: str, sop_uid: str) -> str | None:
+async def is_new_version(kv: KeyValue, datashare: str, sop_uid: str, sha256: str) -> bool:
+    """Record ``sha256`` as this instance's digest; True if a different one was recorded
+    before. One round trip in the common case (first time: the key is created)."""
+    key = _key(datashare, sop_uid)
     try:
-        entry = await kv.get(_key(datashare, sop_uid))
-    except KeyNotFoundError:
-        return None
-    return entry.value.decode() if entry.value else None
-
-
-async def record_digest(kv: KeyValue, datashare: str, sop_uid: str, sha256: str) -> None:
-    await kv.put(_key(datashare, sop_uid), sha256.encode())
+        await kv.create(key, sha256.encode())
+        return False
+    except KeyWrongLastSequenceError:
+        pass
+    entry = await kv.get(key)
+    if entry.value and entry.value.decode() == sha256:
+        return False
+    await kv.put(key, sha256.encode())
+    return True
