@@ -171,9 +171,13 @@ class Stack:
             for i in range(max(1, s.receiver_processes))
         ]
         uploader = ServerProcess("uploader", [_script("edge-uploader")], lambda: True, logs, env)
-        for proc in [registry, *receivers, uploader, monitor]:
-            proc.start(timeout_s=60)
-            self.services.append(proc)
+        # Start all at once (each waits for NATS and the store, not for the others), then
+        # wait for each to be ready.
+        self.services = [registry, *receivers, uploader, monitor]
+        for proc in self.services:
+            proc.spawn()
+        for proc in self.services:
+            proc.wait_ready(timeout_s=120)
 
     def supervise(self) -> None:
         """Restart a service that exits on its own, backing off if it keeps failing."""
@@ -196,8 +200,12 @@ class Stack:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        """Services first, all at once (they flush to NATS and the store), then NATS and
+        the store."""
         self.stopping = True
-        for proc in reversed(self.services + self.embedded):
+        for proc in self.services:
+            proc.terminate()
+        for proc in [*self.services, *reversed(self.embedded)]:
             proc.stop()
 
     def banner(self, token: str) -> str:

@@ -28,12 +28,14 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """The first of ``count`` consecutive free ports (for servers given a base port)."""
+    """The first of ``count`` consecutive free ports (for servers given a base port), below
+    the kernel's ephemeral range so that ports handed out by :func:`free_ports` or to
+    outgoing connections meanwhile cannot land in the block."""
     import random
 
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20000, 60000 - count)
+        base = rng.randrange(20000, 32000 - count)
         if all(port_is_free(p, host) for p in range(base, base + count)):
             return base
     raise RuntimeError(f"no block of {count} free ports found")
