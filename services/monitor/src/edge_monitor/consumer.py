@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import nats.errors
@@ -9,12 +10,13 @@ from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.events import parse_event
+from edge_core.events import Event, parse_event, utcnow
 from edge_core.settings import EdgeSettings
 from edge_core.topology import MONITOR_CONSUMER, ensure_topology
 from edge_monitor import projections
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 300.0
 
 
 def fold(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) -> int:
@@ -25,16 +27,27 @@ def fold(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) ->
 
 
 def fold_into(session: Session, batch: Sequence[tuple[int, bytes]]) -> int:
-    applied = 0
+    parsed: list[tuple[int, Event | None]] = []
     for seq, raw in batch:
         try:
-            event = parse_event(raw)
+            parsed.append((seq, parse_event(raw)))
         except ValidationError as exc:
             log.error("skipping unreadable event at stream sequence %d: %s", seq, exc)
+            parsed.append((seq, None))
+    projections.prefetch(session, [event for _, event in parsed if event is not None])
+    applied = 0
+    for seq, event in parsed:
+        if event is None:
             projections.skip(session, seq)
-            continue
-        applied += projections.apply(session, event, seq)
+        else:
+            applied += projections.apply(session, event, seq)
+    projections.end_batch(session)
     return applied
+
+
+def prune(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as session:
+        projections.prune(session, utcnow())
 
 
 async def consume(
@@ -48,7 +61,11 @@ async def consume(
     while True:
         try:
             sub = await js.pull_subscribe_bind(MONITOR_CONSUMER, stream=settings.events_stream)
+            pruned = 0.0
             while True:
+                if time.monotonic() - pruned > PRUNE_EVERY_S:
+                    await asyncio.to_thread(prune, sessions)
+                    pruned = time.monotonic()
                 try:
                     msgs = await sub.fetch(batch_size, timeout=1.0)
                 except nats.errors.TimeoutError:

@@ -43,8 +43,11 @@ def reader(engine: Engine) -> sessionmaker[Session]:
 
 
 def writer(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that fold events: one writer at a time (BEGIN IMMEDIATE on SQLite)."""
-    return sessionmaker(engine.execution_options(writer=True), expire_on_commit=False)
+    """Sessions that fold events: one writer at a time (BEGIN IMMEDIATE on SQLite), changes
+    written once per batch (no autoflush: see ``projections._get``)."""
+    return sessionmaker(
+        engine.execution_options(writer=True), expire_on_commit=False, autoflush=False
+    )
 
 
 def migrate(engine: Engine) -> None:

@@ -9,20 +9,21 @@ an event redelivered by JetStream (at-least-once) is recognised and skipped.
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, inspect, select
 from sqlalchemy.orm import Session
 
 from edge_core import events as ev
 from edge_monitor import models as m
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 POSITION = "events"
-# Throughput buckets older than this (in event time) are pruned: only the last minute is read.
-RATE_RETENTION_S = 600
-# Raw rejections are kept this long (in event time) for the grouped list.
+# Throughput buckets older than this are pruned (only the last minute is read), and so are
+# rejections (listed for a day by default). Pruning never changes what the status shows.
+RATE_RETENTION_S = 3600
 REJECTION_RETENTION_S = 7 * 24 * 3600
 
 INSTANCE_STATES = ("pending", "failing", "uploaded", "dead")
@@ -37,10 +38,10 @@ def lock_position(session: Session) -> int:
 
 def apply(session: Session, event: ev.Event, seq: int) -> bool:
     """Fold one event at stream sequence ``seq``; False if it was already applied."""
-    row = session.get(m.Position, POSITION)
+    row = _get(session, m.Position, POSITION)
     if row is None:
         row = m.Position(name=POSITION, seq=0)
-        session.add(row)
+        _add(session, row)
     if seq <= row.seq:
         return False
     handler = _HANDLERS.get(event.type)
@@ -52,9 +53,22 @@ def apply(session: Session, event: ev.Event, seq: int) -> bool:
 
 def skip(session: Session, seq: int) -> None:
     """Record ``seq`` as seen without folding it (an event this version cannot parse)."""
-    row = session.get(m.Position, POSITION) or m.Position(name=POSITION, seq=0)
+    row = _get(session, m.Position, POSITION) or m.Position(name=POSITION, seq=0)
     row.seq = max(row.seq, seq)
-    session.add(row)
+    _add(session, row)
+
+
+def end_batch(session: Session) -> None:
+    """Write the batch's changes and forget its rows (a rebuild folds many batches)."""
+    session.flush()
+    session.info.pop("rows", None)
+
+
+def prune(session: Session, now: datetime) -> None:
+    session.execute(delete(m.Rate).where(m.Rate.second < int(now.timestamp()) - RATE_RETENTION_S))
+    session.execute(
+        delete(m.Rejection).where(m.Rejection.at < now - timedelta(seconds=REJECTION_RETENTION_S))
+    )
 
 
 def reset(session: Session) -> None:
@@ -66,13 +80,42 @@ def reset(session: Session) -> None:
 # --- helpers -----------------------------------------------------------------------------
 
 
+def _rows(session: Session) -> dict[tuple[type, tuple[Any, ...]], Any]:
+    """The rows this batch touched, held strongly: the session's identity map is weak, and
+    writer sessions do not autoflush, so every read of a row goes through here."""
+    return session.info.setdefault("rows", {})
+
+
+def _get(session: Session, cls: type[T], pk: Any) -> T | None:
+    key = (cls, pk if isinstance(pk, tuple) else (pk,))
+    rows = _rows(session)
+    if key not in rows:
+        rows[key] = session.get(cls, pk)
+    return rows[key]
+
+
+def prefetch(session: Session, events: list[ev.Event]) -> None:
+    """Load the instances a batch refers to in one query (most are new: known absent)."""
+    keys = {e.data.key for e in events if isinstance(e.data, ev.InstanceRef)}
+    rows = _rows(session)
+    found = {i.key: i for i in session.scalars(select(m.Instance).where(m.Instance.key.in_(keys)))}
+    for key in keys:
+        rows.setdefault((m.Instance, (key,)), found.get(key))
+
+
+def _add(session: Session, row: Any) -> None:
+    session.add(row)
+    pk = tuple(inspect(type(row)).primary_key_from_instance(row))
+    _rows(session)[(type(row), pk)] = row
+
+
 def _datashare(session: Session, ds_id: str, at: datetime) -> m.Datashare:
     """The datashare's row, created on the first event that names it."""
-    row = session.get(m.Datashare, ds_id)
+    row = _get(session, m.Datashare, ds_id)
     if row is None:
         row = m.Datashare(id=ds_id, ae_title=ds_id, created_at=at)
         _zero(row)
-        session.add(row)
+        _add(session, row)
     if row.last_activity is None or at > row.last_activity:
         row.last_activity = at
     return row
@@ -86,11 +129,11 @@ def _zero(row: Any) -> None:
 
 
 def _study(session: Session, ds_id: str, study_uid: str, at: datetime) -> m.Study:
-    row = session.get(m.Study, (ds_id, study_uid))
+    row = _get(session, m.Study, (ds_id, study_uid))
     if row is None:
         row = m.Study(datashare=ds_id, study_uid=study_uid, first_seen=at, last_seen=at)
         _zero(row)
-        session.add(row)
+        _add(session, row)
         _datashare(session, ds_id, at).studies += 1
     return row
 
@@ -113,25 +156,17 @@ def _move(session: Session, inst: m.Instance, state: str, at: datetime) -> None:
 
 def _rate(session: Session, ds_id: str, kind: str, at: datetime, size: int) -> None:
     second = int(at.timestamp())
-    row = session.get(m.Rate, (ds_id, kind, second))
+    row = _get(session, m.Rate, (ds_id, kind, second))
     if row is None:
-        # A new second: drop the buckets nobody will read again.
-        session.execute(
-            delete(m.Rate).where(
-                m.Rate.datashare == ds_id,
-                m.Rate.kind == kind,
-                m.Rate.second < second - RATE_RETENTION_S,
-            )
-        )
         row = m.Rate(datashare=ds_id, kind=kind, second=second, instances=0, bytes=0)
-        session.add(row)
+        _add(session, row)
     row.instances += 1
     row.bytes += size
 
 
 def _instance(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.Instance:
     """The instance's row; created if an upload event arrives for an instance never seen."""
-    inst = session.get(m.Instance, data.key)
+    inst = _get(session, m.Instance, data.key)
     if inst is None:
         inst = _received(session, ds_id, data, at)
     return inst
@@ -151,7 +186,7 @@ def _received(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) 
         error="",
         destination="",
     )
-    session.add(inst)
+    _add(session, inst)
     ds = _datashare(session, ds_id, at)
     ds.received += 1
     ds.received_bytes += data.size
@@ -189,7 +224,7 @@ def on_datashare_deleted(session: Session, event: ev.DatashareDeletedEvent, seq:
 
 def on_association_opened(session: Session, event: ev.AssociationOpenedEvent, seq: int) -> None:
     ds = _datashare(session, _ds_id(event), event.time)
-    row = session.get(m.Association, event.data.association_id)
+    row = _get(session, m.Association, event.data.association_id)
     if row is None:
         row = _association(session, _ds_id(event), event.data)
         ds.associations_total += 1
@@ -210,7 +245,7 @@ def _association(session: Session, ds_id: str, data: ev.AssociationRef) -> m.Ass
         failures=0,
         reason="",
     )
-    session.add(row)
+    _add(session, row)
     return row
 
 
@@ -219,7 +254,7 @@ def on_association_ended(
 ) -> None:
     ds = _datashare(session, _ds_id(event), event.time)
     data = event.data
-    row = session.get(m.Association, data.association_id)
+    row = _get(session, m.Association, data.association_id)
     if row is None:  # opened before the stream's retention, or its event was lost
         row = _association(session, _ds_id(event), data)
         ds.associations_total += 1
@@ -235,7 +270,8 @@ def on_association_ended(
 
 def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent, seq: int) -> None:
     data = event.data
-    session.add(
+    _add(
+        session,
         m.Rejection(
             seq=seq,
             at=event.time,
@@ -245,25 +281,22 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
             peer_host=data.peer_host,
             reason=data.reason,
             reason_text=data.reason_text,
-        )
+        ),
     )
-    total = session.get(m.RejectionTotal, data.reason)
+    total = _get(session, m.RejectionTotal, data.reason)
     if total is None:
         total = m.RejectionTotal(reason=data.reason, count=0)
-        session.add(total)
+        _add(session, total)
     total.reason_text = data.reason_text
     total.count += 1
     if event.datashare:
         _datashare(session, event.datashare, event.time).associations_rejected += 1
-    if seq % 1000 == 0:  # now and then, in stream terms so that a rebuild prunes alike
-        cutoff = event.time - timedelta(seconds=REJECTION_RETENTION_S)
-        session.execute(delete(m.Rejection).where(m.Rejection.at < cutoff))
 
 
 def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int) -> None:
     ds_id = _ds_id(event)
     data = event.data
-    inst = session.get(m.Instance, data.key)
+    inst = _get(session, m.Instance, data.key)
     if inst is None:
         inst = _received(session, ds_id, data, event.time)
         _rate(session, ds_id, "received", event.time, data.size)
@@ -273,7 +306,7 @@ def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int
     ds = _datashare(session, ds_id, event.time)
     ds.last_received_at = event.time
     _study(session, ds_id, data.study_uid, event.time).last_seen = event.time
-    assoc = session.get(m.Association, data.association_id)
+    assoc = _get(session, m.Association, data.association_id)
     if assoc is not None:
         assoc.instances += 1
         assoc.bytes += data.size
@@ -287,14 +320,14 @@ def on_instance_refused(session: Session, event: ev.InstanceRefusedEvent, seq: i
     ds.last_refused_at = event.time
     if data.reason == "buffer_full":
         ds.last_buffer_full_at = event.time
-    row = session.get(m.Refusal, (ds.id, data.reason))
+    row = _get(session, m.Refusal, (ds.id, data.reason))
     if row is None:
         row = m.Refusal(datashare=ds.id, reason=data.reason, count=0, last_at=event.time)
-        session.add(row)
+        _add(session, row)
     row.count += 1
     row.last_at = event.time
     row.last_detail = data.detail
-    assoc = session.get(m.Association, data.association_id)
+    assoc = _get(session, m.Association, data.association_id)
     if assoc is not None:
         assoc.failures += 1
 
@@ -342,19 +375,21 @@ def on_instance_dead_lettered(
 
 
 def on_retry_requested(session: Session, event: ev.InstanceRetryRequestedEvent, seq: int) -> None:
-    rows = session.scalars(
-        select(m.Instance).where(m.Instance.quarantine_key == event.data.quarantine_key)
-    )
-    for inst in rows:
-        if inst.state == "dead":
+    session.flush()  # writer sessions do not autoflush
+    keys = session.scalars(
+        select(m.Instance.key).where(m.Instance.quarantine_key == event.data.quarantine_key)
+    ).all()
+    for key in keys:
+        inst = _get(session, m.Instance, key)
+        if inst is not None and inst.state == "dead":
             _move(session, inst, "pending", event.time)
 
 
 def on_buffer_usage(session: Session, event: ev.BufferUsageEvent, seq: int) -> None:
-    row = session.get(m.Buffer, 1)
+    row = _get(session, m.Buffer, 1)
     if row is None:
         row = m.Buffer(id=1, at=event.time)
-        session.add(row)
+        _add(session, row)
     elif row.at > event.time:  # an older report from a slower receiver
         return
     data = event.data
