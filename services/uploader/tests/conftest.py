@@ -324,20 +324,31 @@ class StoreSCP:
 
 
 @pytest.fixture
-def storescp(tmp_path: Path) -> Iterator[StoreSCP]:
-    """DCMTK storescp writing every received instance to a directory."""
-    (port,) = free_ports(1)
-    out = tmp_path / "storescp"
-    out.mkdir()
-    argv = ["storescp", "--output-directory", str(out), "-aet", "STORESCP", str(port)]
+def start_storescp(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
+    """Start DCMTK storescp, writing every received instance to a directory; extra
+    arguments are storescp options (``--sleep-during 20``...)."""
+    started: list[ServerProcess] = []
 
-    def ready() -> bool:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
+    def start(*options: str) -> StoreSCP:
+        (port,) = free_ports(1)
+        out = tmp_path / f"storescp-{port}"
+        out.mkdir()
+        argv = ["storescp", *options, "--output-directory", str(out), "-aet", "STORESCP", str(port)]
 
-    process = ServerProcess(
-        "storescp", argv, ready, tmp_path / "storescp.log", env={"TCP_NODELAY": "1"}
-    )
-    scp = StoreSCP(process.start(timeout_s=30), port, "STORESCP", out)
-    yield scp
-    process.stop()
+        def ready() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+
+        log = tmp_path / f"storescp-{port}.log"
+        process = ServerProcess("storescp", argv, ready, log, env={"TCP_NODELAY": "1"})
+        started.append(process.start(timeout_s=30))
+        return StoreSCP(process, port, "STORESCP", out)
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def storescp(start_storescp: Callable[..., StoreSCP]) -> StoreSCP:
+    return start_storescp()

@@ -2,6 +2,9 @@
 
 import hashlib
 
+from edge_core.bus import publish
+from edge_core.events import InstanceRetryRequested, InstanceRetryRequestedEvent
+
 
 def credentials(orthanc):
     return {"username": orthanc.username, "password": orthanc.password}
@@ -35,14 +38,24 @@ async def test_the_same_instance_again_counts_as_delivered_without_a_copy(site, 
     assert len(uploaded) == 2
 
 
-async def test_wrong_password_is_a_permanent_failure(site, orthanc):
+async def test_wrong_password_is_dead_lettered_then_retried_once_fixed(site, orthanc):
     await site.add_datashare("WEB", orthanc.dicomweb_url, {"username": "edge", "password": "no"})
     async with site.uploader():
         stored = await site.store("WEB")
         (dead,) = await site.wait_for("instance.dead_lettered", 1)
-    assert dead.data.attempts == 1
-    assert "401" in dead.data.error
-    assert orthanc.instance_files(stored.sop_instance_uid) == []
+        assert dead.data.attempts == 1  # 401: permanent, no pointless retries
+        assert "401" in dead.data.error
+        assert orthanc.instance_files(stored.sop_instance_uid) == []
+        assert site.buffered() == [dead.data.quarantine_key]
+
+        # Staff fix the credentials and ask for the dead letter to be retried.
+        await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
+        request = InstanceRetryRequested(quarantine_key=dead.data.quarantine_key, requested_by="x")
+        await publish(site.js, InstanceRetryRequestedEvent(datashare="WEB", data=request))
+        (uploaded,) = await site.wait_for("instance.uploaded", 1)
+    assert uploaded.data.key == stored.key
+    assert len(orthanc.instance_files(stored.sop_instance_uid)) == 1
+    assert site.buffered() == []
 
 
 async def test_one_bad_instance_in_a_batch_fails_alone(site, orthanc):

@@ -6,6 +6,8 @@ from pydicom import dcmread
 from pydicom.uid import JPEGBaseline8Bit
 from pynetdicom.dsutils import split_dataset
 
+from edge_core.topology import UPLOADER_CONSUMER, ConsumerTuning
+
 
 def data_set_bytes(path) -> bytes:
     """The data set after the file meta information, as it travels in a C-STORE."""
@@ -63,3 +65,18 @@ async def test_a_called_ae_title_the_peer_rejects_is_permanent(site, orthanc):
         (dead,) = await site.wait_for("instance.dead_lettered", 1)
     assert dead.data.attempts == 1
     assert "rejected" in dead.data.error
+
+
+async def test_a_delivery_longer_than_the_ack_wait_is_not_redelivered(site, start_storescp):
+    ack_wait = ConsumerTuning().ack_wait_s
+    # storescp sleeps this three times for a small instance: the C-STORE takes 1.2 ack waits.
+    slow = start_storescp("--sleep-during", str(int(ack_wait * 0.4)))
+    await site.add_datashare("PACS", slow.url)
+    async with site.uploader(uploader_timeout_s=ack_wait * 4):
+        await site.store("PACS")
+        (uploaded,) = await site.wait_for("instance.uploaded", 1)
+        (stored,) = site.of_type("instance.stored")
+        info = await site.js.consumer_info(site.settings.events_stream, UPLOADER_CONSUMER)
+    assert (uploaded.time - stored.time).total_seconds() > ack_wait  # the set-up worked
+    assert uploaded.data.attempts == 1
+    assert info.delivered.consumer_seq == 1  # delivered once: in-progress acks held it

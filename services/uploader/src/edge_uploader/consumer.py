@@ -50,10 +50,10 @@ async def consume(
             msgs: list[Msg] = []
             try:
                 msgs = await sub.fetch(batch=taken, timeout=FETCH_WAIT_S)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 pass
             except Exception as exc:  # NATS away: the client reconnects by itself
-                log.warning("fetch failed: %s", exc)
+                log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(FETCH_WAIT_S)
             for _ in range(taken - len(msgs)):
                 slots.release()
