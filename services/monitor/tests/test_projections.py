@@ -197,3 +197,23 @@ async def test_redelivered_events_are_not_counted_twice(feed, js, settings, engi
         [ds] = status(session, settings, feed.at(10))["datashares"]
     assert ds["instances_received"] == 5 and ds["bytes_received"] == 5000
     assert ds["studies"][0]["instances_received"] == 5
+
+
+async def test_datashare_changes_and_deletion(feed, folding):
+    from edge_core import events as ev
+    from edge_core.datashares import Datashare
+
+    await feed.datashare("OLD")
+    await feed.datashare("KEEP")
+    changed = ev.DatashareChanged(
+        datashare=Datashare(id="KEEP", ae_title="KEEP_AE", description="renamed", enabled=False)
+    )
+    await feed.send(ev.DatashareUpdatedEvent(datashare="KEEP", time=feed.at(1), data=changed))
+    gone = ev.DatashareDeleted(id="OLD")
+    await feed.send(ev.DatashareDeletedEvent(datashare="OLD", time=feed.at(2), data=gone))
+    await folding.reach(feed.last_seq)
+
+    [keep] = folding.status(feed.at(3))["datashares"]
+    assert (keep["id"], keep["ae_title"], keep["description"]) == ("KEEP", "KEEP_AE", "renamed")
+    assert keep["enabled"] is False
+    assert keep["health"]["reason"].startswith("Disabled")

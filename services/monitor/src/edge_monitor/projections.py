@@ -72,9 +72,16 @@ def prune(session: Session, now: datetime) -> None:
 
 
 def reset(session: Session) -> None:
-    """Empty every projection table (and the position), for a rebuild."""
+    """Empty every projection table and rewind the position, for a rebuild. The position row
+    is updated, not deleted, so that a monitor waiting on its lock reads the new value."""
     for table in reversed(m.Base.metadata.sorted_tables):
-        session.execute(table.delete())
+        if table is not m.Position.__table__:
+            session.execute(table.delete())
+    row = _get(session, m.Position, POSITION)
+    if row is not None:
+        row.seq = 0
+    session.info.pop("rows", None)
+    session.flush()
 
 
 # --- helpers -----------------------------------------------------------------------------
