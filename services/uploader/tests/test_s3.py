@@ -36,3 +36,24 @@ async def test_datashare_bucket_prefix_and_credentials(site, s3):
     )
     assert key.startswith("in/coming/DS2/")
     assert hashlib.sha256(other.get_bytes(key)).hexdigest() == stored.sha256
+
+
+async def test_identical_object_already_there_counts_as_delivered(site, destination_store):
+    await site.add_datashare("DS1")
+    data = site.dicom_bytes(site.new_uid(), site.new_uid())
+    async with site.uploader():
+        await site.store("DS1", data)
+        await site.wait_for("instance.uploaded", 1)
+        await site.store("DS1", data)  # announced again (a new event for the same bytes)
+        first, again = await site.wait_for("instance.uploaded", 2)
+    assert (first.data.already_present, again.data.already_present) == (False, True)
+    assert len(list(destination_store.list())) == 1
+
+
+async def test_wrong_keys_are_a_permanent_failure(site, destination_store):
+    await site.add_datashare("DS1", None, {"access_key": "nobody", "secret_key": "wrong"})
+    async with site.uploader():
+        stored = await site.store("DS1")
+        (dead,) = await site.wait_for("instance.dead_lettered", 1)
+    assert dead.data.attempts == 1 and dead.data.key == stored.key
+    assert list(destination_store.list()) == []

@@ -3,11 +3,13 @@
 
 The key depends only on the UIDs, so a redelivery overwrites, never adds a copy; an object
 already there with the same size, ETag and SHA-256 counts as delivered without a new write.
-Optional query parameters choose another store: ``?endpoint=host:port&secure=true&region=..``.
+Verified after the write: the store's ETag (its MD5 of what it received) must equal the MD5
+of the verified local copy, and a HEAD must show the size, ETag and SHA-256. A write-only
+destination (PutObject allowed, HEAD refused with 403) is verified by the PUT's ETag alone.
 """
 
 import threading
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from minio import Minio
 from minio.error import S3Error
@@ -26,6 +28,7 @@ from edge_uploader.destinations import (
 # User metadata holding the instance's SHA-256, checked on redelivery and after the write.
 SHA256_META = "edge-sha256"
 _MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
+_NOT_VISIBLE = "not visible to these keys (403)"
 
 
 class S3Destination:
@@ -46,10 +49,15 @@ class S3Destination:
         pass
 
     def _ensure_bucket(self) -> None:
-        # Creates the bucket when it is missing and these keys may (the local default store).
+        """Create the bucket if it is missing and these keys may (the local default store);
+        a store that does not let us look (403) is left to answer the writes."""
         with self._lock:
             if not self._bucket_checked:
-                self.store.ensure_bucket()
+                try:
+                    self.store.ensure_bucket()
+                except S3Error as exc:
+                    if exc.response is None or exc.response.status != 403:
+                        raise
                 self._bucket_checked = True
 
     def _key(self, item: Item) -> str:
@@ -62,7 +70,7 @@ class S3Destination:
         key = self._key(item)
         if self._difference(key, item) is None:
             return ALREADY_PRESENT
-        self.store.client.fput_object(
+        result = self.store.client.fput_object(
             self.store.bucket,
             key,
             str(item.path),
@@ -70,8 +78,10 @@ class S3Destination:
             metadata={SHA256_META: item.ref.sha256},
             part_size=PART_SIZE,
         )
+        if result.etag != item.etag:
+            raise DeliveryError(f"s3 object {key}: ETag {result.etag}, expected {item.etag}")
         mismatch = self._difference(key, item)
-        if mismatch is not None:
+        if mismatch not in (None, _NOT_VISIBLE):
             raise DeliveryError(f"verification of s3 object {key} failed: {mismatch}")
         return DELIVERED
 
@@ -82,6 +92,8 @@ class S3Destination:
         except S3Error as exc:
             if exc.code in _MISSING:
                 return "absent"
+            if exc.response is not None and exc.response.status == 403:
+                return _NOT_VISIBLE
             raise
         found = (stat.size, stat.etag, (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}"))
         wanted = (item.ref.size, item.etag, item.ref.sha256)
@@ -89,24 +101,21 @@ class S3Destination:
 
 
 def open_s3(url: str, credentials: dict[str, str], settings: UploaderSettings) -> S3Destination:
+    """The bucket and prefix from the URL; endpoint and keys from the settings, keys
+    overridden by the datashare's credentials."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise DeliveryError(f"no bucket in destination {url!r}", permanent=True)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     secret = settings.destination_s3_secret_key or settings.s3_secret_key
-    secure = settings.s3_secure
-    if settings.destination_s3_secure is not None:
-        secure = settings.destination_s3_secure
-    if "secure" in query:
-        secure = query["secure"].lower() in ("1", "true", "yes")
+    secure = settings.destination_s3_secure
     client = make_client(
-        query.get("endpoint") or settings.destination_s3_endpoint or settings.s3_endpoint,
+        settings.destination_s3_endpoint or settings.s3_endpoint,
         credentials.get("access_key")
         or settings.destination_s3_access_key
         or settings.s3_access_key,
         credentials.get("secret_key") or secret.get_secret_value(),
-        secure=secure,
-        region=query.get("region") or settings.s3_region,
+        secure=settings.s3_secure if secure is None else secure,
+        region=settings.s3_region,
         timeout_s=settings.uploader_timeout_s,
     )
     return S3Destination(url, client, parts.hostname, parts.path.strip("/"))
