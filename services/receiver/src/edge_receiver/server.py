@@ -35,7 +35,8 @@ A_ABORT_PDU = bytes([0x07, 0, 0, 0, 0, 4, 0, 0, 2, 0])
 
 class CappedAssociationSocket(AssociationSocket):
     """Refuses to read a PDU longer than ``pdu_length_cap``: pynetdicom reads the 6-byte
-    header, then asks for exactly the declared length."""
+    header, then asks for exactly the declared length. Reads into one buffer of that length
+    (pynetdicom reads 4 KiB at a time and appends, which costs CPU on large transfers)."""
 
     pdu_length_cap: int = 0
 
@@ -51,7 +52,15 @@ class CappedAssociationSocket(AssociationSocket):
             # further reads once it is marked disconnected.
             self._shutdown_socket_only()
             return bytearray()
-        return super().recv(nr_bytes)
+        assert self.socket is not None
+        buffer = bytearray(nr_bytes)
+        view, received = memoryview(buffer), 0
+        while received < nr_bytes:
+            count = self.socket.recv_into(view[received:])
+            if not count:  # closed: return what came, as pynetdicom does
+                return buffer[:received]
+            received += count
+        return buffer
 
     def _shutdown_socket_only(self) -> None:
         if self.socket is not None:
