@@ -120,6 +120,7 @@ def registry_settings(nats: NatsServer, database_url: str, data_dir: Path) -> Re
         api_token=TOKEN_SETTING,  # type: ignore[arg-type]
         outbox_retry_s=0.2,
         publish_timeout_s=2.0,
+        reconcile_s=0.5,
     )
 
 

@@ -16,6 +16,9 @@ class RegistrySettings(EdgeSettings):
     outbox_poll_s: float = 5.0
     # Pause after a failed attempt to reach NATS before trying again.
     outbox_retry_s: float = 1.0
+    # How often the relay checks that the datashares bucket matches the database (also
+    # after every reconnection), repairing it if JetStream lost it.
+    reconcile_s: float = 60.0
     # How long one publish may wait for JetStream's acknowledgement.
     publish_timeout_s: float = 5.0
 

@@ -18,6 +18,7 @@ from edge_core.events import parse_event
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry.config import RegistrySettings
 from edge_registry.db import OutboxRow
+from edge_registry.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 BATCH = 100
@@ -119,14 +120,22 @@ class OutboxRelay:
                 await asyncio.sleep(self.settings.outbox_retry_s)
 
     async def _relay(self, js: JetStreamContext) -> None:
+        """Publish the outbox whenever woken (or every ``outbox_poll_s``), and make the bucket
+        match the database after each (re)connection and every ``reconcile_s``."""
+        loop = asyncio.get_running_loop()
         kv: KeyValue | None = None
+        next_reconcile = 0.0
         while True:
             self._wake.clear()
             try:
                 if kv is None:  # (again) after a failure: NATS may have lost its state
                     await ensure_topology(js, self.settings)
                     kv = await js.key_value(DATASHARES_BUCKET)
+                    next_reconcile = 0.0
                 await publish_pending(self.engine, js, kv, self.settings.publish_timeout_s)
+                if loop.time() >= next_reconcile:
+                    await reconcile(self.engine, kv)
+                    next_reconcile = loop.time() + self.settings.reconcile_s
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
