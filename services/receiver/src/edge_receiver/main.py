@@ -47,7 +47,7 @@ class Receiver:
     server: EdgeServer
     loop: LoopThread
     nc: Client
-    tasks: list["asyncio.Task[None]"]
+    tasks: list["asyncio.Task[None]"]  # held: the loop keeps only weak references
 
     @property
     def port(self) -> int:
@@ -63,9 +63,13 @@ class Receiver:
             assoc.abort()
 
         async def close() -> None:
-            for task in self.tasks:
-                task.cancel()
             await self.nc.drain()
+            # Ours and the NATS client's helpers (e.g. the KV watcher's), so none is left
+            # pending when the loop stops.
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         try:
             self.loop.call(close(), timeout=10)
