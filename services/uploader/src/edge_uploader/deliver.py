@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from minio.commonconfig import REPLACE, CopySource
 from minio.error import S3Error
@@ -96,6 +95,12 @@ class Uploader:
                 log.exception("cannot handle the event on %s", msg.subject)
                 continue
             if work is None:
+                continue
+            if work.attempt > self.settings.uploader_max_attempts:
+                # Delivered that often without ever settling: it crashes uploaders (or they
+                # keep being killed while on it). Stop the loop.
+                error = f"delivered {work.attempt} times without an outcome"
+                await self._settle(work, "", failed(error, permanent=True))
                 continue
             try:
                 destination = self.router.destination_for(work.datashare, work.attempt)
@@ -199,7 +204,10 @@ class Uploader:
 
     async def _uploaded(self, work: Work, url: str, already_present: bool) -> None:
         data = InstanceUploaded(
-            **_ref(work), destination=url, attempts=work.attempt, already_present=already_present
+            **work.ref.model_dump(),
+            destination=url,
+            attempts=work.attempt,
+            already_present=already_present,
         )
         event = InstanceUploadedEvent(
             id=work.event_id("uploaded"), datashare=work.datashare, data=data
@@ -217,7 +225,7 @@ class Uploader:
             self.settings.uploader_backoff_max_s,
         )
         data = InstanceFailed(
-            **_ref(work),
+            **work.ref.model_dump(),
             destination=url,
             attempt=work.attempt,
             error=error,
@@ -255,7 +263,11 @@ class Uploader:
                 await work.msg.ack()  # already quarantined and deleted: only the ack was lost
                 return
         data = InstanceDeadLettered(
-            **_ref(work), destination=url, attempts=work.attempt, error=error, quarantine_key=qkey
+            **work.ref.model_dump(),
+            destination=url,
+            attempts=work.attempt,
+            error=error,
+            quarantine_key=qkey,
         )
         await publish(
             self.js,
@@ -270,10 +282,6 @@ class Uploader:
 
 
 _REF_FIELDS = set(InstanceRef.model_fields)
-
-
-def _ref(work: Work) -> dict[str, Any]:
-    return work.ref.model_dump()
 
 
 async def _call(deliver: Callable[[list[Item]], list[Outcome]], items: list[Item]) -> list[Outcome]:
