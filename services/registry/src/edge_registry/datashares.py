@@ -46,10 +46,11 @@ def get(session: Session, ds_id: str, for_update: bool = False) -> DatashareRow:
 
 
 def list_all(session: Session, enabled: bool | None = None) -> list[DatashareRow]:
-    query = select(DatashareRow).order_by(DatashareRow.id)
+    query = select(DatashareRow)
     if enabled is not None:
         query = query.where(DatashareRow.enabled.is_(enabled))
-    return list(session.scalars(query))
+    # Sorted here: database collations order ids differently (case, '-', '_').
+    return sorted(session.scalars(query), key=lambda row: row.id)
 
 
 def history(session: Session, ds_id: str) -> list[HistoryEntry]:
