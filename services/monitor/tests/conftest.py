@@ -110,7 +110,8 @@ class Feed:
         return ack.seq
 
     async def datashare(self, ds: str, at: datetime = T0, **fields) -> int:
-        data = ev.DatashareChanged(datashare=Datashare(id=ds, ae_title=ds, **fields))
+        fields.setdefault("ae_title", ds)
+        data = ev.DatashareChanged(datashare=Datashare(id=ds, **fields))
         return await self.send(ev.DatashareCreatedEvent(datashare=ds, time=at, data=data))
 
     async def opened(self, ds: str, assoc: str, at: datetime = T0, calling="PACS1") -> int:
@@ -163,10 +164,13 @@ class Feed:
         await self.send(ev.InstanceDeadLetteredEvent(datashare=ds, time=at, data=data))
         return qkey
 
-    async def rejected(self, calling: str, called: str, host: str, at: datetime = T0) -> int:
+    async def rejected(
+        self, calling: str, called: str, host: str, at: datetime = T0, reason: int = 7,
+        text: str = "",
+    ) -> int:  # fmt: skip
         data = ev.AssociationRejected(
-            calling_ae=calling, called_ae=called, peer_host=host, peer_port=1234, reason=7,
-            reason_text="called AE title not recognised",
+            calling_ae=calling, called_ae=called, peer_host=host, peer_port=1234, reason=reason,
+            reason_text=text or f"no datashare for called AE title {called!r}",
         )  # fmt: skip
         return await self.send(ev.AssociationRejectedEvent(time=at, data=data))
 

@@ -132,7 +132,7 @@ async def test_metrics(client, feed, folding, settings):
     assert samples[("edge_bytes_received_total", ds)] == 13000
     assert samples[("edge_associations_total", ds)] == 1
     assert samples[("edge_associations_active", ds)] == 1
-    assert samples[("edge_rejections_total", (("reason", "called AE title not recognised"),))] == 1
+    assert samples[("edge_rejections_total", (("reason", "7"),))] == 1
     assert samples[("edge_buffer_bytes", ())] == 12345
     assert samples[("edge_buffer_refusing", ())] == 0
 

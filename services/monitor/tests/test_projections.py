@@ -167,6 +167,24 @@ async def test_rejections_grouped_with_plain_words(feed, folding):
     assert rejections[1]["explanation"] == (
         "PACS 'XYZ' at 10.0.0.5 used called AE title 'FOO', which matches no datashare."
     )
+    # A known datashare that refused the caller: its reason, not "matches no datashare".
+    await feed.datashare("CT", ae_title="CT_AE", allowed_calling_aets=["GOOD"])
+    await feed.rejected(
+        "XYZ",
+        "CT_AE",
+        "10.0.0.5",
+        feed.at(11),
+        text="calling AE title 'XYZ' may not send to datashare CT",
+        reason=3,
+    )
+    await folding.reach(feed.last_seq)
+    [refused, *_] = folding.status(feed.at(20))["rejections"]
+    assert refused["explanation"] == (
+        "PACS 'XYZ' at 10.0.0.5 calling 'CT_AE' was refused: "
+        "calling AE title 'XYZ' may not send to datashare CT."
+    )
+    assert refused["datashare"] == "CT"
+    assert folding.datashare("CT", feed.at(20))["associations_rejected"] == 1
     # Outside the window (24 h by default) they are no longer listed.
     assert folding.status(feed.at(2 * 86400))["rejections"] == []
 
@@ -217,3 +235,18 @@ async def test_datashare_changes_and_deletion(feed, folding):
     assert (keep["id"], keep["ae_title"], keep["description"]) == ("KEEP", "KEEP_AE", "renamed")
     assert keep["enabled"] is False
     assert keep["health"]["reason"].startswith("Disabled")
+
+
+async def test_an_event_that_cannot_be_folded_does_not_block_the_stream(feed, folding, settings):
+    """A key longer than any buffer key fits no column on PostgreSQL: that event is skipped
+    (with an error in the log) and the ones after it are still counted."""
+    from edge_core import events as ev
+
+    await feed.datashare("DS")
+    good = await feed.stored("DS", "a1", "4.1", "4.1.1", feed.at(1))
+    odd = good.model_copy(update={"key": "DS/" + "9" * 600, "sop_instance_uid": "4.1.2"})
+    await feed.send(ev.InstanceStoredEvent(datashare="DS", time=feed.at(2), data=odd))
+    await feed.stored("DS", "a1", "4.1", "4.1.3", feed.at(3))
+    await folding.reach(feed.last_seq)
+    received = folding.datashare("DS", feed.at(4))["instances_received"]
+    assert received == (2 if settings.database_url.startswith("postgresql") else 3)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import nats.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.events import Event, parse_event, utcnow
@@ -45,6 +46,26 @@ def fold_into(session: Session, batch: Sequence[tuple[int, bytes]]) -> int:
     return applied
 
 
+def fold_or_skip(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) -> None:
+    """``fold``; if the batch fails while the database works, fold its events one at a time
+    and skip (with an error in the log) any that fails alone, so that one event this version
+    cannot fold never blocks the stream. If the database is down, raise: redelivered later."""
+    try:
+        fold(sessions, batch)
+        return
+    except Exception:
+        log.exception("could not fold a batch of %d events; trying them one by one", len(batch))
+    for item in batch:
+        try:
+            fold(sessions, [item])
+        except Exception:
+            with sessions.begin() as session:  # raises if the database is the problem
+                session.execute(text("SELECT 1"))
+                log.exception("skipping the event at stream sequence %d", item[0])
+                projections.lock_position(session)
+                projections.skip(session, item[0])
+
+
 def prune(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         projections.prune(session, utcnow())
@@ -72,7 +93,7 @@ async def consume(
                     continue
                 batch = [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
                 try:
-                    await asyncio.to_thread(fold, sessions, batch)
+                    await asyncio.to_thread(fold_or_skip, sessions, batch)
                 except Exception:
                     log.exception("could not fold %d events; they will be redelivered", len(msgs))
                     for msg in msgs:

@@ -67,10 +67,13 @@ class ProjectionCollector(Collector):
         yield gauge
 
         counter = CounterMetricFamily(
-            "edge_rejections", "Associations rejected, by reason", labels=["reason"]
+            "edge_rejections",
+            "Associations rejected, by A-ASSOCIATE-RJ reason (7: called AE title not recognised,"
+            " 3: calling AE title not recognised, 1: no reason given, e.g. address not allowed)",
+            labels=["reason"],
         )
         for r in rejections:
-            counter.add_metric([r.reason_text or str(r.reason)], r.count)
+            counter.add_metric([str(r.reason)], r.count)
         yield counter
 
         if buffer is not None:

@@ -41,7 +41,7 @@ class Datashare(Base):
     __tablename__ = "monitor_datashares"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
-    ae_title: Mapped[str] = mapped_column(String(16), default="")
+    ae_title: Mapped[str] = mapped_column(Text, default="")
     match: Mapped[str] = mapped_column(String(16), default="called")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -84,8 +84,8 @@ class Instance(Base):
     __tablename__ = "monitor_instances"
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     datashare: Mapped[str] = mapped_column(String(64))
-    study_uid: Mapped[str] = mapped_column(String(128))
-    sop_instance_uid: Mapped[str] = mapped_column(String(128))
+    study_uid: Mapped[str] = mapped_column(Text)
+    sop_instance_uid: Mapped[str] = mapped_column(Text)
     size: Mapped[int]
     state: Mapped[str] = mapped_column(String(16))  # pending, failing, uploaded, dead
     received_at: Mapped[datetime]
@@ -105,7 +105,7 @@ class Instance(Base):
 class Study(Base):
     __tablename__ = "monitor_studies"
     datashare: Mapped[str] = mapped_column(String(64), primary_key=True)
-    study_uid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(Text, primary_key=True)
     received: Mapped[int] = mapped_column(default=0)
     uploaded: Mapped[int] = mapped_column(default=0)
     failing: Mapped[int] = mapped_column(default=0)
@@ -120,9 +120,9 @@ class Association(Base):
     __tablename__ = "monitor_associations"
     association_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     datashare: Mapped[str] = mapped_column(String(64))
-    calling_ae: Mapped[str] = mapped_column(String(64), default="")
-    called_ae: Mapped[str] = mapped_column(String(64), default="")
-    peer_host: Mapped[str] = mapped_column(String(255), default="")
+    calling_ae: Mapped[str] = mapped_column(Text, default="")
+    called_ae: Mapped[str] = mapped_column(Text, default="")
+    peer_host: Mapped[str] = mapped_column(Text, default="")
     peer_port: Mapped[int] = mapped_column(Integer, default=0)
     state: Mapped[str] = mapped_column(String(16))  # active, closed, aborted
     started_at: Mapped[datetime | None]
@@ -145,9 +145,9 @@ class Rejection(Base):
     seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     at: Mapped[datetime]
     datashare: Mapped[str | None] = mapped_column(String(64))
-    calling_ae: Mapped[str] = mapped_column(String(64))
-    called_ae: Mapped[str] = mapped_column(String(64))
-    peer_host: Mapped[str] = mapped_column(String(255))
+    calling_ae: Mapped[str] = mapped_column(Text)
+    called_ae: Mapped[str] = mapped_column(Text)
+    peer_host: Mapped[str] = mapped_column(Text)
     reason: Mapped[int] = mapped_column(Integer)
     reason_text: Mapped[str] = mapped_column(Text, default="")
 

@@ -277,12 +277,15 @@ def on_association_ended(
 
 def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent, seq: int) -> None:
     data = event.data
+    # The receiver names no datashare when it rejects; if the AE titles select one (which
+    # then refused the caller: disabled, calling AE title or address not allowed), count it.
+    ds_id = event.datashare or _selected(session, data.calling_ae, data.called_ae)
     _add(
         session,
         m.Rejection(
             seq=seq,
             at=event.time,
-            datashare=event.datashare,
+            datashare=ds_id,
             calling_ae=data.calling_ae,
             called_ae=data.called_ae,
             peer_host=data.peer_host,
@@ -296,8 +299,20 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
         _add(session, total)
     total.reason_text = data.reason_text
     total.count += 1
-    if event.datashare:
-        _datashare(session, event.datashare, event.time).associations_rejected += 1
+    if ds_id:
+        _datashare(session, ds_id, event.time).associations_rejected += 1
+
+
+def _selected(session: Session, calling_ae: str, called_ae: str) -> str | None:
+    session.flush()  # writer sessions do not autoflush
+    d = m.Datashare
+    return session.scalars(
+        select(d.id).where(
+            d.deleted.is_(False),
+            ((d.match == "called") & (d.ae_title == called_ae))
+            | ((d.match == "calling") & (d.ae_title == calling_ae)),
+        )
+    ).first()
 
 
 def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int) -> None:

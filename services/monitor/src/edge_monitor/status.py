@@ -260,6 +260,10 @@ def health(
 
 def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
     """Rejected associations since ``since``, grouped by who called whom from where."""
+    titles = {
+        (ds.match, ds.ae_title)
+        for ds in session.scalars(select(m.Datashare).where(m.Datashare.deleted.is_(False)))
+    }
     r = m.Rejection
     rows = session.execute(
         select(
@@ -288,26 +292,25 @@ def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
             "count": count,
             "first_seen": first,
             "last_seen": last,
-            "explanation": explain_rejection(calling, called, peer, reason, text, ds),
+            "explanation": explain_rejection(calling, called, peer, text, titles),
         }
         for calling, called, peer, reason, ds, text, count, first, last in rows
     ]
 
 
 def explain_rejection(
-    calling: str, called: str, peer: str, reason: int, text: str, datashare: str | None
+    calling: str, called: str, peer: str, text: str, titles: set[tuple[str, str]]
 ) -> str:
+    """In plain words. ``titles`` are the known datashares' ``(match mode, AE title)``: if
+    neither AE title selects one, the PACS used a wrong one; else a restriction refused it."""
     who = f"PACS '{calling}' at {peer}"
-    if datashare:
-        return f"{who} is not allowed to send to datashare '{datashare}' ({text})."
-    if reason == 7:
+    if ("called", called) not in titles and ("calling", calling) not in titles:
+        if any(mode == "calling" for mode, _ in titles) and not any(
+            mode == "called" for mode, _ in titles
+        ):
+            return f"{who} used calling AE title '{calling}', which matches no datashare."
         return f"{who} used called AE title '{called}', which matches no datashare."
-    if reason == 3:
-        return (
-            f"{who} called '{called}' with calling AE title '{calling}', which matches no "
-            "datashare (calling-AE-title mode)."
-        )
-    return f"{who} calling '{called}' was rejected: {text}."
+    return f"{who} calling '{called}' was refused: {text}."
 
 
 def problems(doc: dict[str, Any]) -> list[str]:
