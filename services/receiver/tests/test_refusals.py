@@ -2,7 +2,12 @@
 or the bus fails or the buffer is full, 0xC000-range for an undecodable dataset; and
 duplicates and new versions of the same instance."""
 
-from pydicom.uid import generate_uid
+import random
+import struct
+
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom import AE, _config
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
 from receiver_testing import (
     put_datashares,
     pynetdicom_store,
@@ -19,9 +24,16 @@ from edge_testing.servers import settings_for, start_s3, wait_until
 SMALL = {"rows": 64, "columns": 64}
 
 
-def instance(number: int = 1, **kwargs):
+def instance(number: int = 1):
     uid = generate_uid(prefix=EDGE_TEST_ROOT)
-    return make_instance(study_uid=uid, series_uid=uid + ".1", number=number, **SMALL, **kwargs)
+    return make_instance(
+        study_uid=uid,
+        series_uid=uid + ".1",
+        number=number,
+        sop_class=SecondaryCaptureImageStorage,
+        modality="OT",
+        **SMALL,
+    )
 
 
 def test_nats_down_gives_out_of_resources_then_recovers(receiver, receiver_settings, nats):
@@ -78,6 +90,30 @@ def test_undecodable_dataset_gets_a_cannot_understand_status(receiver, receiver_
     assert refused.data.reason == "invalid_dataset" and "StudyInstanceUID" in refused.data.detail
     (closed,) = wait_for_event(receiver_settings, "association.closed", 1)[-1:]
     assert (closed.data.instances, closed.data.failures) >= (2, 1)
+
+
+def test_garbage_dataset_bytes_get_a_cannot_understand_status(
+    receiver, receiver_settings, tmp_path, monkeypatch
+):
+    put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
+    path = tmp_path / "garbage.dcm"
+    instance().save_as(path, enforce_file_format=True)
+    # Keep the File Meta Information (the sender reads it), replace the dataset with noise.
+    part10 = path.read_bytes()
+    (group_length,) = struct.unpack("<I", part10[140:144])
+    path.write_bytes(part10[: 144 + group_length] + random.Random(4).randbytes(5000))
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE(ae_title="HOSPITALPACS")
+    ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", receiver.port, ae_title="DS1")
+
+    status = assoc.send_c_store(path).Status
+    assoc.release()
+
+    assert status & 0xF000 == 0xC000
+    (refused,) = wait_for_event(receiver_settings, "instance.refused")
+    assert refused.data.reason == "invalid_dataset"
+    assert not read_events(receiver_settings, "instance.stored")
 
 
 def test_resend_is_a_duplicate_and_changed_bytes_are_a_new_version(receiver, receiver_settings, s3):
