@@ -115,6 +115,16 @@ async def test_each_change_publishes_its_event_and_kv_entry(registry, js, eventu
     assert await kv_datashare(kv, "DS2") is None
     assert pending_in_outbox(registry.settings.database_url) == 0
 
+    # With the registry gone, a reader starting now still learns the datashares.
+    registry.stop()
+    table = DatashareTable()
+    follower = asyncio.create_task(table.follow(js))
+    try:
+        await asyncio.wait_for(table.loaded.wait(), 30)
+        assert [(d.id, d.revision) for d in table.all()] == [("DS1", 2)]
+    finally:
+        follower.cancel()
+
 
 async def _at_least(events_coro, count: int):
     events = await events_coro
