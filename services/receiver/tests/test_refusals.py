@@ -2,9 +2,11 @@
 or the bus fails or the buffer is full, 0xC000-range for an undecodable dataset; and
 duplicates and new versions of the same instance."""
 
+import asyncio
 import random
 import struct
 
+import nats as nats_client
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
@@ -17,6 +19,8 @@ from receiver_testing import (
 )
 
 from edge_core.datashares import Datashare
+from edge_core.events import parse_event
+from edge_core.topology import UPLOADER_CONSUMER
 from edge_receiver.main import start
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.servers import settings_for, start_s3, wait_until
@@ -162,3 +166,30 @@ def test_full_buffer_refuses_until_drained(edge_settings, s3, tmp_path):
         assert pynetdicom_store(receiver.port, "DS1", [instance(99)]) == [0x0000]
     finally:
         receiver.stop(grace_s=2)
+
+
+async def _deliver_like_the_uploader(settings, buffer) -> str:
+    """Take one instance.stored from the uploader's consumer, delete the object, ack."""
+    nc = await nats_client.connect(settings.nats_url)
+    try:
+        sub = await nc.jetstream().pull_subscribe_bind(UPLOADER_CONSUMER, settings.events_stream)
+        (msg,) = await sub.fetch(1, timeout=10)
+        key = parse_event(msg.data).data.key
+        buffer.delete(key)
+        await msg.ack_sync()
+        return key
+    finally:
+        await nc.close()
+
+
+def test_resend_after_delivery_leaves_no_stray_copy(receiver, receiver_settings, s3):
+    put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
+    buffer = s3.store(receiver_settings.buffer_bucket)
+    ds = instance()
+    assert pynetdicom_store(receiver.port, "DS1", [ds]) == [0x0000]
+    key = asyncio.run(_deliver_like_the_uploader(receiver_settings, buffer))
+
+    assert pynetdicom_store(receiver.port, "DS1", [ds]) == [0x0000]
+
+    assert not buffer.exists(key), "a re-sent copy nobody will collect"
+    assert len(read_events(receiver_settings, "instance.stored")) == 1

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from edge_core import bus
 from edge_core.events import _Envelope
@@ -52,12 +53,16 @@ class Bus:
         if not self.nc.is_connected:
             raise BusUnavailable("not connected to NATS")
 
-    def publish(self, event: _Envelope) -> bool:
-        """Publish and wait for JetStream's acknowledgement; True if it was a duplicate.
-        Raises on any failure (the caller refuses the instance)."""
+    def publish(self, event: _Envelope) -> PubAck:
+        """Publish and wait for JetStream's acknowledgement. Raises on any failure (the
+        caller refuses the instance)."""
         self.ensure_connected()
-        ack = self.loop.call(bus.publish(self.js, event, timeout=self.timeout), self.timeout + 1)
-        return bool(ack.duplicate)
+        return self.loop.call(bus.publish(self.js, event, timeout=self.timeout), self.timeout + 1)
+
+    def consumer_ack_floor(self, stream: str, consumer: str) -> int:
+        """The stream sequence up to which ``consumer`` has acknowledged everything."""
+        info = self.loop.call(self.js.consumer_info(stream, consumer), self.timeout)
+        return info.ack_floor.stream_seq if info.ack_floor else 0
 
     def announce(self, event: _Envelope) -> None:
         """Publish without waiting (association and buffer events: informative, and an

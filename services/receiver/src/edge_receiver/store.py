@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 from pynetdicom.events import Event
 
@@ -24,6 +25,7 @@ from edge_core.events import (
 )
 from edge_core.keys import buffer_key
 from edge_core.objectstore import ObjectStore
+from edge_core.topology import UPLOADER_CONSUMER
 from edge_receiver.associations import Session, Sessions
 from edge_receiver.bridge import Bus, LoopThread
 from edge_receiver.metadata import InstanceMetadata, InvalidDataset, read_metadata
@@ -115,7 +117,7 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
         stored = _stored_event(
             session, meta, key, size, sha256, new_version.result(deps.bus.timeout)
         )
-        duplicate = deps.bus.publish(stored)
+        ack = deps.bus.publish(stored)
     except Exception as exc:
         return _refuse(
             deps,
@@ -126,7 +128,10 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
             f"event not acknowledged: {exc!r}",
         )
 
-    if not duplicate:
+    duplicate = bool(ack.duplicate)
+    if duplicate:
+        _drop_if_already_delivered(deps, key, ack)
+    else:
         deps.quota.add(size)
     session.instances += 1
     session.bytes += size
@@ -139,6 +144,19 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
         (time.perf_counter() - stored_at) * 1000,
     )
     return SUCCESS
+
+
+def _drop_if_already_delivered(deps: StoreDeps, key: str, ack: PubAck) -> None:
+    """A re-send whose event JetStream dropped as a duplicate: if the uploader has already
+    delivered the original (it deletes the object, then acknowledges), the object just
+    written is a copy no one would ever collect, so remove it. Otherwise the uploader still
+    needs it (same key, same bytes): leave it."""
+    try:
+        if deps.bus.consumer_ack_floor(ack.stream, UPLOADER_CONSUMER) >= ack.seq:
+            deps.store.delete(key)
+            log.info("re-sent %s was already delivered: buffered copy removed", key)
+    except Exception as exc:  # the instance is safe either way; at worst a stray copy
+        log.warning("could not check whether %s was already delivered: %s", key, exc)
 
 
 def _stored_event(
