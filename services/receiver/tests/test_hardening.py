@@ -5,6 +5,7 @@ arrives compressed is stored byte for byte."""
 import socket
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,9 @@ from pydicom.uid import (
     generate_uid,
 )
 from pynetdicom import AE, _config
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from receiver_testing import (
     echo,
@@ -235,3 +239,31 @@ def test_two_receivers_can_share_one_port(edge_settings, receiver_settings, tmp_
     finally:
         first.stop(grace_s=2)
         second.stop(grace_s=2)
+
+
+def encoded_association_request(called: str) -> bytes:
+    primitive = A_ASSOCIATE()
+    primitive.calling_ae_title, primitive.called_ae_title = "HOSPITALPACS", called
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    context = build_context(Verification)
+    context.context_id = 1
+    primitive.presentation_context_definition_list = [context]
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 16384
+    primitive.user_information = [max_length]
+    rq = A_ASSOCIATE_RQ()
+    rq.from_primitive(primitive)
+    return rq.encode()
+
+
+def test_a_header_sent_byte_by_byte_is_still_an_association(live):
+    """The first-PDU check must wait for a whole header, not judge a fragment."""
+    encoded = encoded_association_request("DS1")
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in encoded[:6]:
+            sock.sendall(bytes([byte]))
+            time.sleep(0.02)  # separate segments
+        sock.sendall(encoded[6:])
+        sock.settimeout(30)
+        assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC

@@ -14,6 +14,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,20 @@ class CappedAssociationSocket(AssociationSocket):
         self._is_connected = False
 
 
+def _peek(sock: socket.socket, count: int, timeout_s: float | None) -> bytes:
+    """The first ``count`` bytes without consuming them (fewer if the peer closes first).
+    The socket has a timeout, so it is non-blocking underneath and a peek returns what has
+    arrived so far: poll briefly for the rest, which is rare (a header comes in one write)."""
+    deadline = time.monotonic() + (timeout_s or 60.0)
+    while True:
+        data = sock.recv(count, socket.MSG_PEEK)
+        if len(data) >= count or not data:
+            return data
+        if time.monotonic() > deadline:
+            raise TimeoutError("incomplete PDU header")
+        time.sleep(0.01)
+
+
 class EdgeRequestHandler(RequestHandler):
     server: "EdgeServer"
 
@@ -96,7 +111,7 @@ class EdgeRequestHandler(RequestHandler):
         """Peek at the first PDU header without consuming it (plain TCP only: a TLS socket
         cannot peek; there the capped socket guards the length)."""
         try:
-            header = sock.recv(6, socket.MSG_PEEK | socket.MSG_WAITALL)
+            header = _peek(sock, 6, self.server.network_timeout)
         except OSError as exc:
             log.info("connection from %s closed before a PDU: %s", self.client_address, exc)
             return False
