@@ -87,3 +87,18 @@ async def test_rebuild_gives_the_same_status(feed, folding, js, settings, tmp_pa
     rebuilt["datashares"][1] = live["datashares"][1] = None
     rebuilt["monitor"] = live["monitor"] = None
     assert rebuilt == live
+
+
+async def test_keeps_folding_across_a_nats_restart(feed, monitor_process, nats):
+    await feed.datashare("DS")
+    await feed.stored("DS", "a1", "5.1", "5.1.1")
+    wait_until(lambda: monitor_process.get("/api/v1/status").json()["datashares"])
+
+    await asyncio.to_thread(nats.restart)
+    await asyncio.sleep(0)  # the feed's client reconnects by itself
+    await feed.stored("DS", "a1", "5.1", "5.1.2")
+
+    def counted():
+        return monitor_process.get("/api/v1/datashares/DS/status").json()["instances_received"]
+
+    assert wait_until(lambda: counted() == 2, what="the event after the restart")

@@ -180,7 +180,7 @@ async def test_rejections_grouped_with_plain_words(feed, folding):
     await folding.reach(feed.last_seq)
     [refused, *_] = folding.status(feed.at(20))["rejections"]
     assert refused["explanation"] == (
-        "PACS 'XYZ' at 10.0.0.5 calling 'CT_AE' was refused: "
+        "PACS 'XYZ' at 10.0.0.5 was refused by datashare 'CT': "
         "calling AE title 'XYZ' may not send to datashare CT."
     )
     assert refused["datashare"] == "CT"

@@ -260,10 +260,6 @@ def health(
 
 def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
     """Rejected associations since ``since``, grouped by who called whom from where."""
-    titles = {
-        (ds.match, ds.ae_title)
-        for ds in session.scalars(select(m.Datashare).where(m.Datashare.deleted.is_(False)))
-    }
     r = m.Rejection
     rows = session.execute(
         select(
@@ -292,25 +288,26 @@ def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
             "count": count,
             "first_seen": first,
             "last_seen": last,
-            "explanation": explain_rejection(calling, called, peer, text, titles),
+            "explanation": explain_rejection(calling, called, peer, reason, text, ds),
         }
         for calling, called, peer, reason, ds, text, count, first, last in rows
     ]
 
 
 def explain_rejection(
-    calling: str, called: str, peer: str, text: str, titles: set[tuple[str, str]]
+    calling: str, called: str, peer: str, reason: int, text: str, datashare: str | None
 ) -> str:
-    """In plain words. ``titles`` are the known datashares' ``(match mode, AE title)``: if
-    neither AE title selects one, the PACS used a wrong one; else a restriction refused it."""
+    """In plain words. ``datashare``: the one the AE titles selected when it was rejected
+    (which then refused the caller), or None: the PACS used an AE title that selects none."""
     who = f"PACS '{calling}' at {peer}"
-    if ("called", called) not in titles and ("calling", calling) not in titles:
-        if any(mode == "calling" for mode, _ in titles) and not any(
-            mode == "called" for mode, _ in titles
-        ):
-            return f"{who} used calling AE title '{calling}', which matches no datashare."
-        return f"{who} used called AE title '{called}', which matches no datashare."
-    return f"{who} calling '{called}' was refused: {text}."
+    if datashare:
+        return f"{who} was refused by datashare '{datashare}': {text}."
+    if reason == 3:  # calling-AE-title mode
+        return (
+            f"{who} used calling AE title '{calling}' (called '{called}'), which matches no "
+            "datashare."
+        )
+    return f"{who} used called AE title '{called}', which matches no datashare."
 
 
 def problems(doc: dict[str, Any]) -> list[str]:
