@@ -33,6 +33,8 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
     try:
         await ensure_topology(js, settings)
         buffer = ObjectStore.buffer(settings, timeout_s=settings.uploader_timeout_s)
+        if settings.uploader_spool_dir is not None:
+            settings.uploader_spool_dir.mkdir(parents=True, exist_ok=True)
         await table.loaded.wait()
         log.info(
             "uploader started: %d in flight, default destination %s",

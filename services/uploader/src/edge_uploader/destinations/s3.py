@@ -3,9 +3,11 @@
 
 The key depends only on the UIDs, so a redelivery overwrites, never adds a copy; an object
 already there with the same size, ETag and SHA-256 counts as delivered without a new write.
-Verified after the write: the store's ETag (its MD5 of what it received) must equal the MD5
-of the verified local copy, and a HEAD must show the size, ETag and SHA-256. A write-only
-destination (PutObject allowed, HEAD refused with 403) is verified by the PUT's ETag alone.
+Verified by the write's answer: the store's ETag (its MD5 of the bytes it stored, in parts
+above the part size) must equal that of the local copy, itself checked against the SHA-256
+the receiver announced, so size and content are both confirmed without reading the object
+back. A write-only destination (HEAD refused with 403) works: the check before the write is
+then skipped.
 """
 
 import threading
@@ -28,7 +30,6 @@ from edge_uploader.destinations import (
 # User metadata holding the instance's SHA-256, checked on redelivery and after the write.
 SHA256_META = "edge-sha256"
 _MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
-_NOT_VISIBLE = "not visible to these keys (403)"
 
 
 class S3Destination:
@@ -68,7 +69,7 @@ class S3Destination:
 
     def _put(self, item: Item) -> Outcome:
         key = self._key(item)
-        if self._difference(key, item) is None:
+        if self._holds(key, item):
             return ALREADY_PRESENT
         result = self.store.client.fput_object(
             self.store.bucket,
@@ -80,24 +81,18 @@ class S3Destination:
         )
         if result.etag != item.etag:
             raise DeliveryError(f"s3 object {key}: ETag {result.etag}, expected {item.etag}")
-        mismatch = self._difference(key, item)
-        if mismatch not in (None, _NOT_VISIBLE):
-            raise DeliveryError(f"verification of s3 object {key} failed: {mismatch}")
         return DELIVERED
 
-    def _difference(self, key: str, item: Item) -> str | None:
-        """None if ``key`` holds exactly this instance, else what differs."""
+    def _holds(self, key: str, item: Item) -> bool:
+        """Whether ``key`` already holds exactly this instance (size, ETag and SHA-256)."""
         try:
             stat = self.store.client.stat_object(self.store.bucket, key)
         except S3Error as exc:
-            if exc.code in _MISSING:
-                return "absent"
-            if exc.response is not None and exc.response.status == 403:
-                return _NOT_VISIBLE
+            if exc.code in _MISSING or (exc.response is not None and exc.response.status == 403):
+                return False  # absent, or not visible to write-only keys
             raise
         found = (stat.size, stat.etag, (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}"))
-        wanted = (item.ref.size, item.etag, item.ref.sha256)
-        return None if found == wanted else f"found (size, etag, sha256) {found}, wanted {wanted}"
+        return found == (item.ref.size, item.etag, item.ref.sha256)
 
 
 def open_s3(url: str, credentials: dict[str, str], settings: UploaderSettings) -> S3Destination:
