@@ -16,7 +16,7 @@ class ReceiverSettings(EdgeSettings):
     receiver_max_associations: int = 32
     # Maximum PDU length we advertise; a PDU declaring more than this plus 64 KiB (for an
     # A-ASSOCIATE-RQ with many contexts) closes the connection before anything is read.
-    receiver_max_pdu_bytes: int = 262_144
+    receiver_max_pdu_bytes: int = 1_048_576
     receiver_acse_timeout_s: float = 30.0
     receiver_dimse_timeout_s: float = 60.0
     # Idle connection (and a stalled read or TLS handshake) is dropped after this.
