@@ -1,6 +1,7 @@
 """Storing instances sent by DCMTK storescu: buffered, announced, then Success."""
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 from pydicom import dcmread
 from receiver_testing import put_datashares, read_events, storescu, wait_for_event
@@ -8,6 +9,7 @@ from receiver_testing import put_datashares, read_events, storescu, wait_for_eve
 from edge_core.datashares import Datashare
 from edge_core.keys import buffer_key
 from edge_testing.dicom_data import write_small_series
+from edge_testing.servers import wait_until
 
 
 def test_storescu_instances_are_buffered_and_announced(receiver, receiver_settings, s3, tmp_path):
@@ -55,3 +57,21 @@ def test_unknown_called_ae_title_is_rejected_in_negotiation(receiver, receiver_s
     assert (rejected.data.calling_ae, rejected.data.called_ae) == ("HOSPITALPACS", "NOSUCHSHARE")
     assert (rejected.data.reason, rejected.data.peer_host) == (7, "127.0.0.1")
     assert not read_events(receiver_settings, "instance.stored")
+
+
+def test_parallel_associations(receiver, receiver_settings, tmp_path):
+    put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
+    batches = [write_small_series(tmp_path / f"b{i}", 5) for i in range(4)]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda files: storescu(receiver.port, "DS1", files), batches))
+
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
+    stored = wait_for_event(receiver_settings, "instance.stored", 20)
+    assert len({e.data.sop_instance_uid for e in stored}) == 20
+
+    def sessions_closed():
+        events = read_events(receiver_settings, "association.closed")
+        return sorted(e.data.instances for e in events if e.data.instances)
+
+    wait_until(lambda: sessions_closed() == [5, 5, 5, 5], what="four associations of five")
