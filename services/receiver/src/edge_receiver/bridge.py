@@ -34,7 +34,7 @@ class LoopThread:
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
         return self.submit(coro).result(timeout)
 
     def stop(self) -> None:

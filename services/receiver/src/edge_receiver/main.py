@@ -14,6 +14,7 @@ import weakref
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 from pynetdicom import _config, evt
 
 from edge_core import bus
@@ -78,15 +79,29 @@ class Receiver:
         self.loop.stop()
 
 
-async def _connect(settings: ReceiverSettings, name: str) -> tuple[Client, object]:
+async def _connect(settings: ReceiverSettings, name: str) -> tuple[Client, JetStreamContext]:
+    """Connect and declare the topology, retrying until NATS is there."""
     while True:
+        nc: Client | None = None
         try:
             nc, js = await bus.connect(settings, name)
             await ensure_topology(js, settings)
             return nc, js
         except Exception as exc:
             log.warning("waiting for NATS at %s: %s", settings.nats_url, exc)
+            if nc is not None:
+                await nc.close()
             await asyncio.sleep(1.0)
+
+
+def _wait_for_bucket(store: ObjectStore) -> None:
+    while True:
+        try:
+            store.ensure_bucket()
+            return
+        except Exception as exc:
+            log.warning("waiting for the buffer bucket %s: %s", store.bucket, exc)
+            time.sleep(1.0)
 
 
 def start(settings: ReceiverSettings) -> Receiver:
@@ -99,7 +114,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     _config.STORE_RECV_CHUNKED_DATASET = True
 
     store = ObjectStore.buffer(settings)
-    store.ensure_bucket()
+    _wait_for_bucket(store)
 
     loop = LoopThread()
     nc, js = loop.call(_connect(settings, name), timeout=None)
