@@ -1,12 +1,11 @@
 """The fold: every event, applied once, updates the projection tables.
 
-``apply(session, event, seq)`` is the only entry point. It is a pure function of the event
-stream (it reads event times, never the clock), so replaying the stream into empty tables
-(``rebuild``) gives the same rows. The stream sequence is stored in the same transaction:
+``apply(session, event, seq)`` folds one event. It is a pure function of the event stream
+(it reads event times, never the clock), so replaying the stream into empty tables
+(``rebuild``) gives the same status. The stream sequence is stored in the same transaction:
 an event redelivered by JetStream (at-least-once) is recognised and skipped.
 """
 
-import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 from edge_core import events as ev
 from edge_monitor import models as m
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 POSITION = "events"
@@ -25,8 +23,6 @@ POSITION = "events"
 # rejections (listed for a day by default). Pruning never changes what the status shows.
 RATE_RETENTION_S = 3600
 REJECTION_RETENTION_S = 7 * 24 * 3600
-
-INSTANCE_STATES = ("pending", "failing", "uploaded", "dead")
 
 
 def lock_position(session: Session) -> int:
@@ -52,7 +48,7 @@ def apply(session: Session, event: ev.Event, seq: int) -> bool:
 
 
 def skip(session: Session, seq: int) -> None:
-    """Record ``seq`` as seen without folding it (an event this version cannot parse)."""
+    """Record ``seq`` as seen without folding it (an event that cannot be read or folded)."""
     row = _get(session, m.Position, POSITION) or m.Position(name=POSITION, seq=0)
     row.seq = max(row.seq, seq)
     _add(session, row)
