@@ -1,7 +1,6 @@
 """The few attributes the receiver files an instance by, read without touching pixel data."""
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from pydicom import dcmread
@@ -25,10 +24,11 @@ class InstanceMetadata:
     transfer_syntax: str
 
 
-def read_metadata(source: Path | BinaryIO) -> InstanceMetadata:
+def read_metadata(source: BinaryIO) -> InstanceMetadata:
     """Parse a DICOM file (as pynetdicom spools it: File Meta Information + the dataset as
     received). Raises :class:`InvalidDataset`."""
     try:
+        source.seek(0)
         ds = dcmread(source, stop_before_pixels=True, specific_tags=_TAGS)
         values = {tag: str(ds.get(tag, "") or "").strip("\0 ") for tag in _TAGS}
         transfer_syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))

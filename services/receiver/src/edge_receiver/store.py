@@ -8,10 +8,10 @@ File Meta Information and the dataset byte for byte as received, never decoded o
 import hashlib
 import io
 import logging
+import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
@@ -63,11 +63,13 @@ def event_id(datashare: str, sop_instance_uid: str, sha256: str) -> str:
     return hashlib.sha256(raw).hexdigest()[:32]
 
 
-def _file_sha256(path: Path) -> str:
+def _sha256(spool: BinaryIO, data: bytes | None) -> str:
+    if data is not None:
+        return hashlib.sha256(data).hexdigest()
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
+    spool.seek(0)
+    while chunk := spool.read(_CHUNK):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -82,18 +84,23 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
         return _refuse(
             deps, session, sop_uid, OUT_OF_RESOURCES, "buffer_full", "buffer quota reached"
         )
+    # One open file throughout: a long upload's spool file stays readable even if the
+    # stale-spool sweeper unlinks it meanwhile.
+    with event.dataset_path.open("rb") as spool:
+        return _store(deps, session, sop_uid, spool)
 
+
+def _store(deps: StoreDeps, session: Session, sop_uid: str, spool: BinaryIO) -> int:
     started = time.perf_counter()
-    path = event.dataset_path
-    size = path.stat().st_size
-    data = path.read_bytes() if size <= IN_MEMORY_MAX else None
+    size = os.fstat(spool.fileno()).st_size
+    data = spool.read() if size <= IN_MEMORY_MAX else None
     try:
-        meta = read_metadata(io.BytesIO(data) if data is not None else path)
+        meta = read_metadata(io.BytesIO(data) if data is not None else spool)
     except InvalidDataset as exc:
         return _refuse(deps, session, sop_uid, CANNOT_UNDERSTAND, "invalid_dataset", str(exc))
 
     try:
-        sha256 = hashlib.sha256(data).hexdigest() if data is not None else _file_sha256(path)
+        sha256 = _sha256(spool, data)
         key = buffer_key(
             session.datashare, meta.study_uid, meta.series_uid, meta.sop_instance_uid, sha256
         )
@@ -104,8 +111,8 @@ def handle_store(event: Event, deps: StoreDeps) -> int:
         if data is not None:
             deps.store.put_bytes(key, data)
         else:
-            with path.open("rb") as f:
-                deps.store.put_stream(key, f, size)
+            spool.seek(0)
+            deps.store.put_stream(key, spool, size)
     except Exception as exc:
         return _refuse(
             deps, session, sop_uid, OUT_OF_RESOURCES, "store_error", f"buffer write failed: {exc}"
