@@ -76,7 +76,7 @@ def test_oversized_declared_association_request_is_dropped(live):
     assert echo(live.port, "DS1")
 
 
-def test_oversized_declared_pdu_on_an_established_association_is_dropped(live):
+def test_oversized_declared_pdu_on_an_established_association_is_dropped(live, receiver_settings):
     ae = AE(ae_title="HOSPITALPACS")
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", live.port, ae_title="DS1")
@@ -86,6 +86,18 @@ def test_oversized_declared_pdu_on_an_established_association_is_dropped(live):
     wait_until(lambda: not assoc.is_established, what="the receiver to drop the association")
     assert assoc.is_aborted
     assert echo(live.port, "DS1")
+    (aborted,) = wait_for_event(receiver_settings, "association.aborted")
+    assert aborted.datashare == "DS1" and aborted.data.reason
+
+
+def test_peer_abort_is_reported(live, receiver_settings):
+    ae = AE(ae_title="HOSPITALPACS")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", live.port, ae_title="DS1")
+    assert assoc.is_established
+    assoc.abort()
+    (aborted,) = wait_for_event(receiver_settings, "association.aborted")
+    assert (aborted.data.calling_ae, aborted.data.instances) == ("HOSPITALPACS", 0)
 
 
 def test_too_many_associations_are_rejected_transiently(edge_settings, tmp_path):
