@@ -17,7 +17,7 @@ async def test_unknown_datashare_is_dead_lettered_then_retried(site, destination
         assert [f.data.attempt for f in failures] == [1, 2, 3]
         assert [f.data.permanent for f in failures] == [False, False, True]
         assert failures[0].data.next_attempt_at is not None
-        assert site.buffered() == [quarantine_key(stored.key)]
+        assert await site.until(lambda: site.buffered() == [quarantine_key(stored.key)], 10)
 
         # Staff re-create the datashare and ask for a retry.
         await site.add_datashare("GONE")

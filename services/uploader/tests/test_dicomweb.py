@@ -46,7 +46,7 @@ async def test_wrong_password_is_dead_lettered_then_retried_once_fixed(site, ort
         assert dead.data.attempts == 1  # 401: permanent, no pointless retries
         assert "401" in dead.data.error
         assert orthanc.instance_files(stored.sop_instance_uid) == []
-        assert site.buffered() == [dead.data.quarantine_key]
+        assert await site.until(lambda: site.buffered() == [dead.data.quarantine_key], 10)
 
         # Staff fix the credentials and ask for the dead letter to be retried.
         await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))

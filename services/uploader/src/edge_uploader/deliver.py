@@ -137,7 +137,7 @@ class Uploader:
                     self.buffer.client.stat_object, self.buffer.bucket, key
                 )
             except S3Error as exc:
-                if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                if not retry.is_missing(exc):
                     raise
                 log.info("retry of %s: nothing in quarantine (already delivered?)", key)
                 await msg.ack()
@@ -258,7 +258,7 @@ class Uploader:
                     metadata_directive=REPLACE,
                 )
             except S3Error as exc:
-                if exc.code not in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                if not retry.is_missing(exc):
                     raise
                 await work.msg.ack()  # already quarantined and deleted: only the ack was lost
                 return

@@ -36,6 +36,11 @@ def dicom_status_kind(status: int) -> str:
     return "permanent"  # 0xA9xx, 0xCxxx, 0x0122 SOP class not supported, ...
 
 
+def is_missing(exc: S3Error) -> bool:
+    """Whether an S3 error says that there is no such object."""
+    return exc.code in ("NoSuchKey", "NoSuchObject", "NotFound")
+
+
 def is_permanent(exc: BaseException) -> bool:
     """Whether an error raised while delivering means that retrying is pointless."""
     if isinstance(exc, DeliveryError):

@@ -10,8 +10,7 @@ from pathlib import Path
 from minio.error import S3Error
 
 from edge_core.objectstore import PART_SIZE, ObjectStore
-
-_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
+from edge_uploader.retry import is_missing
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ def spool(store: ObjectStore, key: str, directory: Path | None) -> Spooled | Non
     try:
         resp = store.open(key)
     except S3Error as exc:
-        if exc.code in _MISSING:
+        if is_missing(exc):
             return None
         raise
     fd, name = tempfile.mkstemp(suffix=".dcm", prefix="edge-uploader-", dir=directory)

@@ -26,10 +26,10 @@ from edge_uploader.destinations import (
     Item,
     Outcome,
 )
+from edge_uploader.retry import is_missing
 
 # User metadata holding the instance's SHA-256, checked on redelivery and after the write.
 SHA256_META = "edge-sha256"
-_MISSING = ("NoSuchKey", "NoSuchObject", "NotFound")
 
 
 class S3Destination:
@@ -88,7 +88,7 @@ class S3Destination:
         try:
             stat = self.store.client.stat_object(self.store.bucket, key)
         except S3Error as exc:
-            if exc.code in _MISSING or (exc.response is not None and exc.response.status == 403):
+            if is_missing(exc) or (exc.response is not None and exc.response.status == 403):
                 return False  # absent, or not visible to write-only keys
             raise
         found = (stat.size, stat.etag, (stat.metadata or {}).get(f"x-amz-meta-{SHA256_META}"))
