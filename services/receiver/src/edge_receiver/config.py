@@ -14,6 +14,8 @@ class ReceiverSettings(EdgeSettings):
 
     # Hardening.
     receiver_max_associations: int = 32
+    # Open TCP connections, associations or not (each holds a thread): more are closed at once.
+    receiver_max_connections: int = 128
     # Maximum PDU length we advertise; a PDU declaring more than this plus 64 KiB (for an
     # A-ASSOCIATE-RQ with many contexts) closes the connection before anything is read.
     receiver_max_pdu_bytes: int = 1_048_576

@@ -155,6 +155,30 @@ class EdgeServer(ThreadedAssociationServer):
     tls_context: ssl.SSLContext | None = None
     network_timeout: float | None = None
     pdu_length_cap: int = 0
+    max_connections: int = 128
+    _connections = 0
+    _connections_lock = threading.Lock()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """In the accept thread: every connection holds a thread until it becomes an
+        association or times out, so idle or hostile connections are capped too."""
+        with self._connections_lock:
+            if self._connections >= self.max_connections:
+                log.warning(
+                    "refusing connection from %s: %d connections open",
+                    client_address,
+                    self._connections,
+                )
+                return False
+            self._connections += 1
+        return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections -= 1
 
     def server_bind(self) -> None:
         # Several receiver processes may listen on one port; the kernel spreads connections
@@ -207,6 +231,7 @@ def start_server(
     server.tls_context = tls_context(settings)
     server.network_timeout = settings.receiver_network_timeout_s
     server.pdu_length_cap = settings.pdu_length_cap
+    server.max_connections = settings.receiver_max_connections
     ae._servers.append(server)
     threading.Thread(target=server.serve_forever, name="edge-acceptor", daemon=True).start()
     return server
