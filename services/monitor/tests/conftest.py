@@ -266,8 +266,8 @@ class MonitorProcess:
 
 
 @pytest.fixture
-def monitor_process(settings: MonitorSettings, tmp_path: Path) -> Iterator[MonitorProcess]:
-    """``edge-monitor`` as a process, as operators run it."""
+def monitor_process(settings: MonitorSettings, tmp_path: Path, engine) -> Iterator[MonitorProcess]:
+    """``edge-monitor`` as a process, as operators run it (on tables emptied by ``engine``)."""
     [port] = free_ports(1)
     env = _monitor_env(settings, port)
     log = (tmp_path / "monitor.log").open("wb")

@@ -102,3 +102,27 @@ async def test_keeps_folding_across_a_nats_restart(feed, monitor_process, nats):
         return monitor_process.get("/api/v1/datashares/DS/status").json()["instances_received"]
 
     assert wait_until(lambda: counted() == 2, what="the event after the restart")
+
+
+async def test_a_stream_created_anew_is_counted_from_its_first_event(
+    feed, js, settings, monitor_process
+):
+    """NATS lost its JetStream state: the stream and consumers are declared again and their
+    sequences restart at 1. The monitor must not take them for events it already folded."""
+    from edge_core.topology import ensure_topology
+
+    await feed.datashare("DS")
+    for i in range(3):
+        await feed.stored("DS", "a1", "6.1", f"6.1.{i}")
+
+    def received():
+        body = monitor_process.get("/api/v1/datashares/DS/status").json()
+        return body.get("instances_received")
+
+    wait_until(lambda: received() == 3)
+
+    await js.delete_stream(settings.events_stream)
+    await ensure_topology(js, settings)
+    await feed.stored("DS", "a1", "6.1", "6.1.3")
+    await feed.stored("DS", "a1", "6.1", "6.1.4")
+    assert wait_until(lambda: received() == 5, what="the new stream's events")

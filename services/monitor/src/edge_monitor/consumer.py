@@ -66,6 +66,22 @@ def fold_or_skip(sessions: sessionmaker[Session], batch: Sequence[tuple[int, byt
                 projections.skip(session, item[0])
 
 
+async def stream_identity(js: JetStreamContext, stream: str) -> str:
+    info = await js.stream_info(stream)
+    return f"{stream}@{info.created.isoformat() if info.created else ''}"
+
+
+def adopt_stream(sessions: sessionmaker[Session], stream: str) -> None:
+    with sessions.begin() as session:
+        projections.lock_position(session)
+        if projections.adopt_stream(session, stream):
+            log.warning(
+                "the event stream was created anew (%s): counting its events from the first, "
+                "on top of what was counted before",
+                stream,
+            )
+
+
 def prune(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         projections.prune(session, utcnow())
@@ -81,8 +97,11 @@ async def consume(
     means a redelivery, which the stored position turns into a no-op)."""
     while True:
         try:
+            stream = await stream_identity(js, settings.events_stream)
+            await asyncio.to_thread(adopt_stream, sessions, stream)
             sub = await js.pull_subscribe_bind(MONITOR_CONSUMER, stream=settings.events_stream)
             pruned = 0.0
+            high = 0  # the highest stream sequence fetched since binding
             while True:
                 if time.monotonic() - pruned > PRUNE_EVERY_S:
                     await asyncio.to_thread(prune, sessions)
@@ -92,6 +111,14 @@ async def consume(
                 except nats.errors.TimeoutError:
                     continue
                 batch = [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
+                if any(
+                    msg.metadata.num_delivered == 1 and seq <= high
+                    for msg, (seq, _) in zip(msgs, batch, strict=True)
+                ):
+                    # A first delivery of a sequence already seen: the stream was created anew.
+                    stream = await stream_identity(js, settings.events_stream)
+                    await asyncio.to_thread(adopt_stream, sessions, stream)
+                high = max(high, *(seq for seq, _ in batch))
                 try:
                     await asyncio.to_thread(fold_or_skip, sessions, batch)
                 except Exception:

@@ -35,6 +35,9 @@ class Position(Base):
     __tablename__ = "monitor_position"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(default=0)
+    # Which stream the sequence counts in (name and creation time): a stream created anew
+    # (JetStream state lost) starts again at 1.
+    stream: Mapped[str] = mapped_column(Text, default="")
 
 
 class Datashare(Base):

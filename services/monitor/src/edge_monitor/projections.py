@@ -32,12 +32,21 @@ def lock_position(session: Session) -> int:
     return row.seq if row else 0
 
 
+def adopt_stream(session: Session, stream: str) -> bool:
+    """Record which stream the position counts in. If it is another one (the stream was
+    created anew, its sequences start again at 1), rewind the position so that its events
+    are folded on top of what was counted before; True if so."""
+    row = _position(session)
+    rewound = bool(row.stream) and row.stream != stream and row.seq > 0
+    if rewound:
+        row.seq = 0
+    row.stream = stream
+    return rewound
+
+
 def apply(session: Session, event: ev.Event, seq: int) -> bool:
     """Fold one event at stream sequence ``seq``; False if it was already applied."""
-    row = _get(session, m.Position, POSITION)
-    if row is None:
-        row = m.Position(name=POSITION, seq=0)
-        _add(session, row)
+    row = _position(session)
     if seq <= row.seq:
         return False
     handler = _HANDLERS.get(event.type)
@@ -49,9 +58,8 @@ def apply(session: Session, event: ev.Event, seq: int) -> bool:
 
 def skip(session: Session, seq: int) -> None:
     """Record ``seq`` as seen without folding it (an event that cannot be read or folded)."""
-    row = _get(session, m.Position, POSITION) or m.Position(name=POSITION, seq=0)
+    row = _position(session)
     row.seq = max(row.seq, seq)
-    _add(session, row)
 
 
 def end_batch(session: Session) -> None:
@@ -110,6 +118,14 @@ def _add(session: Session, row: Any) -> None:
     session.add(row)
     pk = tuple(inspect(type(row)).primary_key_from_instance(row))
     _rows(session)[(type(row), pk)] = row
+
+
+def _position(session: Session) -> m.Position:
+    row = _get(session, m.Position, POSITION)
+    if row is None:
+        row = m.Position(name=POSITION, seq=0, stream="")
+        _add(session, row)
+    return row
 
 
 def _datashare(session: Session, ds_id: str, at: datetime) -> m.Datashare:

@@ -20,7 +20,7 @@ from edge_core.events import SUBJECT_PREFIX
 from edge_core.topology import ensure_topology
 from edge_monitor import db, projections
 from edge_monitor.config import MonitorSettings
-from edge_monitor.consumer import fold_into
+from edge_monitor.consumer import fold_into, stream_identity
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ async def replay(
 ) -> int:
     """Refold the stream up to its last sequence at the start; returns that sequence."""
     last = (await js.stream_info(settings.events_stream)).state.last_seq
+    stream = await stream_identity(js, settings.events_stream)
     batches: queue.Queue[Batch | None] = queue.Queue(maxsize=4)
     failure: list[BaseException] = []
 
@@ -41,6 +42,7 @@ async def replay(
             with sessions.begin() as session:
                 projections.lock_position(session)
                 projections.reset(session)
+                projections.adopt_stream(session, stream)
                 while (batch := batches.get()) is not None:
                     fold_into(session, batch)
                 drained = True

@@ -110,6 +110,7 @@ def upgrade() -> None:
         "monitor_position",
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
+        sa.Column("stream", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
