@@ -35,7 +35,14 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
         buffer = ObjectStore.buffer(settings, timeout_s=settings.uploader_timeout_s)
         if settings.uploader_spool_dir is not None:
             settings.uploader_spool_dir.mkdir(parents=True, exist_ok=True)
-        await table.loaded.wait()
+        # Deliver nothing before the datashare table is known (or it looks as if every
+        # datashare had been deleted); a stop request meanwhile is honoured.
+        loaded, stopping = (asyncio.create_task(e.wait()) for e in (table.loaded, stop))
+        await asyncio.wait({loaded, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        loaded.cancel()
+        stopping.cancel()
+        if stop.is_set():
+            return
         log.info(
             "uploader started: %d in flight, default destination %s",
             settings.uploader_concurrency,
