@@ -45,7 +45,7 @@ async def test_counts_studies_associations_and_rates(feed, folding):
         "10.0.0.5:40000",
         4,
     )
-    assert active["started_at"] == feed.at(1)
+    assert active["started_at"] == feed.at(1) and active["last_instance_at"] == feed.at(5)
     assert {s["study_uid"]: s["instances_received"] for s in live["studies"]} == {
         "1.2.3": 2,
         "1.2.4": 1,

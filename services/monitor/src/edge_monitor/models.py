@@ -130,6 +130,8 @@ class Association(Base):
     state: Mapped[str] = mapped_column(String(16))  # active, closed, aborted
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # An association left "active" by a receiver that died shows no new instance for long.
+    last_instance_at: Mapped[datetime | None]
     instances: Mapped[int] = mapped_column(default=0)
     bytes: Mapped[int] = mapped_column(default=0)
     failures: Mapped[int] = mapped_column(default=0)

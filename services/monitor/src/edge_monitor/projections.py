@@ -344,6 +344,7 @@ def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int
     if assoc is not None:
         assoc.instances += 1
         assoc.bytes += data.size
+        assoc.last_instance_at = event.time
 
 
 def on_instance_refused(session: Session, event: ev.InstanceRefusedEvent, seq: int) -> None:

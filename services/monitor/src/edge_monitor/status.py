@@ -181,6 +181,7 @@ def _association(a: m.Association) -> dict[str, Any]:
         "state": a.state,
         "started_at": a.started_at,
         "ended_at": a.ended_at,
+        "last_instance_at": a.last_instance_at,
         "instances": a.instances,
         "bytes": a.bytes,
         "failures": a.failures,
