@@ -19,11 +19,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_embedded.ports import free_ports
 from edge_testing.dicom_data import write_series, write_small_series
 from edge_testing.orthanc import start_orthanc
-from edge_testing.servers import wait_for_port, wait_until
+from edge_testing.servers import wait_until
 from edge_testing.stack import start_stack
+from edge_testing.storescp import start_storescp
 
 ROOT = Path(__file__).resolve().parent.parent
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
@@ -84,21 +84,11 @@ def send(target: Target, files: list[Path], associations: int) -> float:
 
 @contextmanager
 def storescp(work: Path) -> Iterator[Target]:
-    (port,) = free_ports(1)
-    out = work / "storescp-out"
-    out.mkdir(parents=True)
-    proc = subprocess.Popen(
-        ["storescp", "--fork", "-od", str(out), "-aet", "STORESCP", str(port)],
-        env=DCMTK_ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    scp = start_storescp(work, "--fork")
     try:
-        wait_for_port(port)
-        yield Target("storescp", port, "STORESCP")
+        yield Target("storescp", scp.port, scp.aet)
     finally:
-        proc.terminate()
-        proc.wait()
+        scp.process.stop()
 
 
 @contextmanager

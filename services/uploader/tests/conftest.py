@@ -5,10 +5,7 @@ uploaders run in-process or as ``edge-uploader`` processes."""
 import asyncio
 import hashlib
 import io
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-import httpx
 import nats as nats_client
 import pytest
 from nats.aio.client import Client
@@ -33,9 +29,10 @@ from edge_core.events import Event, InstanceStored, InstanceStoredEvent, parse_e
 from edge_core.keys import buffer_key
 from edge_core.objectstore import ObjectStore
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
-from edge_embedded.ports import free_ports
-from edge_embedded.process import ServerProcess
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
+from edge_testing.orthanc import Orthanc, orthanc_available, start_orthanc
+from edge_testing.storescp import StoreSCP
+from edge_testing.storescp import start_storescp as start_storescp_in
 from edge_uploader.config import UploaderSettings
 from edge_uploader.main import run
 
@@ -213,93 +210,10 @@ def destination_store(s3, uploader_settings: UploaderSettings) -> Iterator[Objec
     yield s3.store(uploader_settings.default_destination.removeprefix("s3://"))
 
 
-# --- Orthanc with the DICOMweb plugin (Debian orthanc, orthanc-dicomweb) ---------------------
-# Written to move to edge_testing as is: it only needs a directory and free ports.
-
-ORTHANC_PLUGIN_DIRS = ["/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins"]
-
-
-@dataclass
-class Orthanc:
-    process: ServerProcess
-    http_port: int
-    dicom_port: int
-    aet: str
-    username: str
-    password: str
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def dicomweb_url(self) -> str:
-        return f"dicomweb+{self.url}/dicom-web"
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, auth=(self.username, self.password), timeout=30)
-
-    def instance_files(self, sop_uid: str) -> list[bytes]:
-        """The stored files of one SOP Instance UID (more than one would be a duplicate)."""
-        with self.client() as http:
-            found = http.post(
-                "/tools/find", json={"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}
-            ).json()
-            return [http.get(f"/instances/{i}/file").content for i in found]
-
-    def count_instances(self) -> int:
-        with self.client() as http:
-            return int(http.get("/statistics").json()["CountInstances"])
-
-
-def start_orthanc(directory: Path) -> Orthanc:
-    binary = shutil.which("Orthanc")
-    plugins = [
-        str(p / "libOrthancDicomWeb.so")
-        for p in map(Path, ORTHANC_PLUGIN_DIRS)
-        if (p / "libOrthancDicomWeb.so").exists()
-    ]
-    if binary is None or not plugins:
-        pytest.skip("Orthanc with its DICOMweb plugin is not installed (orthanc, orthanc-dicomweb)")
-    http_port, dicom_port = free_ports(2)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "Name": "edge-test",
-        "StorageDirectory": str(directory / "storage"),
-        "IndexDirectory": str(directory / "storage"),
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC",
-        "DicomCheckCalledAet": True,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": True,
-        "RegisteredUsers": {"edge": "edge-secret"},
-        "Plugins": plugins[:1],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        "OverwriteInstances": False,
-    }
-    config_path = directory / "orthanc.json"
-    config_path.write_text(json.dumps(config))
-    orthanc = Orthanc(
-        ServerProcess("orthanc", [binary, str(config_path)], lambda: False, directory / "log"),
-        http_port,
-        dicom_port,
-        "ORTHANC",
-        "edge",
-        "edge-secret",
-    )
-
-    def ready() -> bool:
-        with orthanc.client() as http:
-            return http.get("/system").status_code == 200
-
-    orthanc.process.ready = ready
-    orthanc.process.start(timeout_s=60)
-    return orthanc
-
-
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    if not orthanc_available():
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (orthanc, orthanc-dicomweb)")
     server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
     yield server
     server.process.stop()
@@ -308,45 +222,19 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
 # --- DCMTK storescp -----------------------------------------------------------------------
 
 
-@dataclass
-class StoreSCP:
-    process: ServerProcess
-    port: int
-    aet: str
-    directory: Path
-
-    @property
-    def url(self) -> str:
-        return f"dicom://{self.aet}@127.0.0.1:{self.port}"
-
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.directory.iterdir() if p.is_file())
-
-
 @pytest.fixture
 def start_storescp(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
     """Start DCMTK storescp, writing every received instance to a directory; extra
     arguments are storescp options (``--sleep-during 20``...)."""
-    started: list[ServerProcess] = []
+    started: list[StoreSCP] = []
 
     def start(*options: str) -> StoreSCP:
-        (port,) = free_ports(1)
-        out = tmp_path / f"storescp-{port}"
-        out.mkdir()
-        argv = ["storescp", *options, "--output-directory", str(out), "-aet", "STORESCP", str(port)]
-
-        def ready() -> bool:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-
-        log = tmp_path / f"storescp-{port}.log"
-        process = ServerProcess("storescp", argv, ready, log, env={"TCP_NODELAY": "1"})
-        started.append(process.start(timeout_s=30))
-        return StoreSCP(process, port, "STORESCP", out)
+        started.append(start_storescp_in(tmp_path, *options))
+        return started[-1]
 
     yield start
-    for process in started:
-        process.stop()
+    for scp in started:
+        scp.process.stop()
 
 
 @pytest.fixture

@@ -3,14 +3,16 @@ C-STORE destination and a DICOMweb (STOW-RS) server for tests and benchmarks."""
 
 import json
 import shutil
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
 
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+PLUGIN_DIRS = [Path("/usr/share/orthanc/plugins"), Path("/usr/lib/orthanc/plugins")]
+USERNAME, PASSWORD = "edge", "edge-secret"
 
 
 @dataclass
@@ -19,6 +21,8 @@ class Orthanc:
     http_port: int
     dicom_port: int
     aet: str = "ORTHANC"
+    username: str = USERNAME
+    password: str = PASSWORD
 
     @property
     def url(self) -> str:
@@ -26,52 +30,80 @@ class Orthanc:
 
     @property
     def dicomweb_url(self) -> str:
-        return f"{self.url}/dicom-web"
+        """Its STOW-RS root as an Edge destination URL."""
+        return f"dicomweb+{self.url}/dicom-web"
 
-    def get_json(self, path: str) -> object:
-        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
-            return json.loads(resp.read())
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, auth=(self.username, self.password), timeout=30)
 
-    def instance_count(self) -> int:
-        stats = self.get_json("/statistics")
-        assert isinstance(stats, dict)
-        return int(stats["CountInstances"])
+    def instance_files(self, sop_uid: str) -> list[bytes]:
+        """The stored files of one SOP Instance UID (more than one would be a duplicate)."""
+        with self.client() as http:
+            found = http.post(
+                "/tools/find", json={"Level": "Instance", "Query": {"SOPInstanceUID": sop_uid}}
+            ).json()
+            return [http.get(f"/instances/{i}/file").content for i in found]
+
+    def count_instances(self) -> int:
+        with self.client() as http:
+            return int(http.get("/statistics").json()["CountInstances"])
+
+
+def dicomweb_plugin() -> Path | None:
+    return next(
+        (
+            d / "libOrthancDicomWeb.so"
+            for d in PLUGIN_DIRS
+            if (d / "libOrthancDicomWeb.so").exists()
+        ),
+        None,
+    )
 
 
 def orthanc_available() -> bool:
-    return shutil.which("Orthanc") is not None and DICOMWEB_PLUGIN.exists()
+    return shutil.which("Orthanc") is not None and dicomweb_plugin() is not None
 
 
-def start_orthanc(data_dir: Path, aet: str = "ORTHANC", **config: object) -> Orthanc:
-    """Start Orthanc storing under ``data_dir``; ready when its REST API answers."""
+def start_orthanc(directory: Path, aet: str = "ORTHANC", **config: object) -> Orthanc:
+    """Start Orthanc storing under ``directory`` (HTTP basic auth ``edge``/``edge-secret``);
+    ready when its REST API answers. ``config`` overrides Orthanc configuration options."""
+    binary, plugin = shutil.which("Orthanc"), dicomweb_plugin()
+    if binary is None or plugin is None:
+        raise FileNotFoundError("Orthanc with its DICOMweb plugin is not installed")
     http_port, dicom_port = free_ports(2)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     settings: dict[str, object] = {
         "Name": "edge-test",
-        "StorageDirectory": str(data_dir / "storage"),
-        "IndexDirectory": str(data_dir / "index"),
+        "StorageDirectory": str(directory / "storage"),
+        "IndexDirectory": str(directory / "storage"),
         "HttpPort": http_port,
         "DicomPort": dicom_port,
         "DicomAet": aet,
-        "DicomCheckCalledAet": False,
+        "DicomCheckCalledAet": True,
         "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
+        "AuthenticationEnabled": True,
+        "RegisteredUsers": {USERNAME: PASSWORD},
         "UnknownSopClassAccepted": True,
         "StorageCompression": False,
-        "Plugins": [str(DICOMWEB_PLUGIN)],
+        "OverwriteInstances": False,
+        "Plugins": [str(plugin)],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         **config,
     }
-    config_path = data_dir / "orthanc.json"
+    config_path = directory / "orthanc.json"
     config_path.write_text(json.dumps(settings, indent=2))
-
-    def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/system", timeout=1) as resp:
-            return bool(resp.status == 200)
-
-    # Orthanc speaks DICOM through DCMTK, which waits on Nagle's algorithm without this.
-    env = {"TCP_NODELAY": "1"}
-    proc = ServerProcess(
-        "orthanc", ["Orthanc", str(config_path)], ready, data_dir / "orthanc.log", env
+    orthanc = Orthanc(
+        ServerProcess(
+            "orthanc",
+            [binary, str(config_path)],
+            lambda: orthanc.client().get("/system").status_code == 200,
+            directory / "orthanc.log",
+            # Orthanc speaks DICOM through DCMTK, which waits on Nagle's algorithm without this.
+            env={"TCP_NODELAY": "1"},
+        ),
+        http_port,
+        dicom_port,
+        aet,
     )
-    return Orthanc(proc.start(timeout_s=60), http_port, dicom_port, aet)
+    orthanc.process.start(timeout_s=60)
+    return orthanc
