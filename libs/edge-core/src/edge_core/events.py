@@ -150,6 +150,7 @@ class DatashareDeleted(BaseModel):
 
 
 class _Envelope(BaseModel):
+    type: str  # each event class narrows it to its own literal
     id: str = Field(default_factory=new_event_id)
     version: int = SCHEMA_VERSION
     time: AwareDatetime = Field(default_factory=utcnow)
@@ -157,7 +158,7 @@ class _Envelope(BaseModel):
 
     @property
     def subject(self) -> str:
-        return f"{SUBJECT_PREFIX}.{self.datashare or NO_DATASHARE}.{self.type}"  # type: ignore[attr-defined]
+        return f"{SUBJECT_PREFIX}.{self.datashare or NO_DATASHARE}.{self.type}"
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json().encode()

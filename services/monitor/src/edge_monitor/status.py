@@ -200,9 +200,10 @@ def health(
     """The verdict, worst first: refusing, failing, stalled, receiving, idle."""
     recent = now - timedelta(seconds=settings.monitor_idle_after_s)
     stalled_after = timedelta(seconds=settings.monitor_stalled_after_s)
-    full_recently = ds.last_buffer_full_at is not None and ds.last_buffer_full_at >= recent
+    full_at = ds.last_buffer_full_at
+    full_recently = full_at is not None and full_at >= recent
     if (buffer is not None and buffer.refusing) or (
-        full_recently and (buffer is None or buffer.at < ds.last_buffer_full_at)
+        full_at is not None and full_recently and (buffer is None or buffer.at < full_at)
     ):
         usage = ""
         if buffer is not None and buffer.quota_bytes:

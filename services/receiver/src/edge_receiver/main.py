@@ -11,7 +11,9 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -152,7 +154,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     sessions: Sessions = weakref.WeakKeyDictionary()
     assoc_deps = AssociationDeps(table, bus_, sessions, settings.receiver_ae_title, name)
     store_deps = StoreDeps(store, bus_, loop, digests, quota, sessions)
-    handlers = [
+    handlers: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (evt.EVT_REQUESTED, handle_requested, [assoc_deps]),
         (evt.EVT_REJECTED, handle_rejected, [assoc_deps]),
         (evt.EVT_ESTABLISHED, handle_established, [assoc_deps]),

@@ -7,11 +7,12 @@ acknowledgement is dropped by JetStream as a duplicate."""
 import asyncio
 import logging
 from contextlib import suppress
+from typing import cast
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from sqlalchemy import Connection, Engine, Row, delete, select, text
+from sqlalchemy import Connection, Engine, Row, Table, delete, select, text
 
 from edge_core import bus
 from edge_core.events import parse_event
@@ -22,7 +23,7 @@ from edge_registry.reconcile import reconcile
 
 log = logging.getLogger(__name__)
 BATCH = 100
-OUTBOX = OutboxRow.__table__
+OUTBOX = cast(Table, OutboxRow.__table__)
 
 
 # Registry processes sharing one PostgreSQL database take turns: two relays publishing the
