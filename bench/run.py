@@ -9,7 +9,6 @@ uploader keeps up). Usage: ``make bench`` or ``uv run python bench/run.py [--ct 
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edge_testing.dcmtk import DCMTK_ENV, dcmtk, echoscu
 from edge_testing.dicom_data import write_series, write_small_series
 from edge_testing.orthanc import start_orthanc
 from edge_testing.servers import wait_until
@@ -26,7 +26,6 @@ from edge_testing.stack import start_stack
 from edge_testing.storescp import start_storescp
 
 ROOT = Path(__file__).resolve().parent.parent
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 @dataclass
@@ -67,7 +66,7 @@ def send(target: Target, files: list[Path], associations: int) -> float:
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
-            ["storescu", "-aet", "BENCHSCU", "-aec", target.called_ae, "127.0.0.1",
+            [dcmtk("storescu"), "-aet", "BENCHSCU", "-aec", target.called_ae, "127.0.0.1",
              str(target.port), *map(str, chunk)],
             env=DCMTK_ENV,
             stdout=subprocess.DEVNULL,
@@ -107,17 +106,7 @@ def edge(work: Path) -> Iterator[Target]:
         status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "BENCH"})
         if status != 201:
             raise RuntimeError(f"could not create the datashare: {status} {body}")
-        wait_until(
-            lambda: (
-                subprocess.run(
-                    ["echoscu", "-aec", "BENCH", "127.0.0.1", str(stack.receiver_port)],
-                    env=DCMTK_ENV,
-                    capture_output=True,
-                ).returncode
-                == 0
-            ),
-            what="the datashare to go live",
-        )
+        wait_until(lambda: echoscu(stack.receiver_port, "BENCH"), what="the datashare to go live")
         buffer = stack.store("edge-buffer")
 
         def drain(expected: int) -> float:

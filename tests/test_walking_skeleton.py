@@ -2,35 +2,12 @@
 destination, watched by the monitor, driven by DCMTK storescu as a PACS would."""
 
 import io
-import os
-import subprocess
 
 from pydicom import dcmread
 
+from edge_testing.dcmtk import echoscu, storescu
 from edge_testing.dicom_data import write_series
 from edge_testing.servers import wait_until
-
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def storescu(port: int, called: str, files, calling: str = "HOSPITALPACS"):
-    return subprocess.run(
-        ["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port), *map(str, files)],
-        env=DCMTK_ENV,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def echoscu(port: int, called: str) -> bool:
-    result = subprocess.run(
-        ["echoscu", "-aet", "HOSPITALPACS", "-aec", called, "127.0.0.1", str(port)],
-        env=DCMTK_ENV,
-        capture_output=True,
-        timeout=30,
-    )
-    return result.returncode == 0
 
 
 def test_twenty_ct_instances_reach_the_destination(stack, tmp_path):

@@ -1,8 +1,6 @@
 """Helpers for the receiver's tests: settings, datashares on the bus, events read back, DCMTK."""
 
 import asyncio
-import os
-import subprocess
 from pathlib import Path
 
 import nats as nats_client
@@ -14,9 +12,8 @@ from edge_core.settings import EdgeSettings
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_embedded.ports import free_ports
 from edge_receiver.config import ReceiverSettings
+from edge_testing.dcmtk import echoscu as echo
 from edge_testing.servers import wait_until
-
-DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def receiver_settings_for(
@@ -91,38 +88,6 @@ def wait_for_event(settings: EdgeSettings, type_: str, count: int = 1) -> list[E
     return wait_until(
         lambda: (found := read_events(settings, type_)) and len(found) >= count and found,
         what=f"{count} {type_} event(s)",
-    )
-
-
-def echo(port: int, called: str, calling: str = "HOSPITALPACS") -> bool:
-    result = subprocess.run(
-        ["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
-        env=DCMTK_ENV,
-        capture_output=True,
-        timeout=60,
-    )
-    return result.returncode == 0
-
-
-def storescu(
-    port: int, called: str, files: list[Path], calling: str = "HOSPITALPACS", *extra: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "storescu",
-            *extra,
-            "-aet",
-            calling,
-            "-aec",
-            called,
-            "127.0.0.1",
-            str(port),
-            *map(str, files),
-        ],
-        env=DCMTK_ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
 
 

@@ -28,7 +28,6 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
 from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from receiver_testing import (
-    echo,
     put_datashares,
     pynetdicom_store,
     receiver_settings_for,
@@ -37,6 +36,7 @@ from receiver_testing import (
 
 from edge_core.datashares import Datashare
 from edge_receiver.main import start
+from edge_testing.dcmtk import echoscu as echo
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.servers import wait_until
 

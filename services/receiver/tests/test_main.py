@@ -6,9 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from receiver_testing import echo, put_datashares, receiver_settings_for
+from receiver_testing import put_datashares, receiver_settings_for
 
 from edge_core.datashares import Datashare
+from edge_testing.dcmtk import echoscu as echo
 from edge_testing.servers import wait_for_port, wait_until
 
 

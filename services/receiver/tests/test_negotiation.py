@@ -3,9 +3,11 @@ the peer as A-ASSOCIATE-RJ with the right reason, and the association events."""
 
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
-from receiver_testing import echo, put_datashares, read_events, storescu, wait_for_event
+from receiver_testing import put_datashares, read_events, wait_for_event
 
 from edge_core.datashares import Datashare
+from edge_testing.dcmtk import echoscu as echo
+from edge_testing.dcmtk import storescu
 from edge_testing.dicom_data import write_small_series
 from edge_testing.servers import wait_until
 

@@ -4,10 +4,11 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 
 from pydicom import dcmread
-from receiver_testing import put_datashares, read_events, storescu, wait_for_event
+from receiver_testing import put_datashares, read_events, wait_for_event
 
 from edge_core.datashares import Datashare
 from edge_core.keys import buffer_key
+from edge_testing.dcmtk import storescu
 from edge_testing.dicom_data import write_small_series
 from edge_testing.servers import wait_until
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
+from edge_testing.dcmtk import dcmtk
 
 
 @dataclass
@@ -30,7 +31,7 @@ def start_storescp(directory: Path, *options: str, aet: str = "STORESCP") -> Sto
     (port,) = free_ports(1)
     out = directory / f"storescp-{port}"
     out.mkdir(parents=True)
-    argv = ["storescp", *options, "--output-directory", str(out), "-aet", aet, str(port)]
+    argv = [dcmtk("storescp"), *options, "--output-directory", str(out), "-aet", aet, str(port)]
 
     def ready() -> bool:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
