@@ -1,7 +1,7 @@
 """How fast the monitor folds events, and how fast the status API answers, with 100,000
 instances in the projections. Measured, not asserted:
 
-    .venv/bin/python services/monitor/bench/status_bench.py [--instances N] [--database-url URL]
+    .venv/bin/python bench/monitor_status.py [--instances N] [--database-url URL]
 
 Events are folded through the same code as the consumer (``consumer.fold``), without NATS.
 """
