@@ -7,7 +7,6 @@ import contextlib
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import nats as nats_client
-import psycopg
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,22 +30,7 @@ from edge_monitor.consumer import consume
 from edge_monitor.status import status
 from edge_testing.servers import wait_for_port
 
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session."""
-    try:
-        admin = psycopg.connect(PG, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432 as postgres: {exc}")
-    name = f"edge_monitor_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
 
 
 @pytest.fixture

@@ -2,15 +2,12 @@
 and the whole registry for real (uvicorn on a free port, with its outbox relay to NATS)."""
 
 import asyncio
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -23,10 +20,6 @@ from edge_testing.servers import NatsServer, wait_until
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token"}
 TOKEN_SETTING = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
-# The admin connection used to create a database for the session (trust auth, user postgres).
-POSTGRES_ADMIN_URL = os.environ.get(
-    "EDGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def auth(name: str) -> dict[str, str]:
@@ -37,28 +30,6 @@ def auth(name: str) -> dict[str, str]:
 def as_user():
     """``as_user("bob")``: the headers that sign a request as bob."""
     return auth
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session, dropped at the end."""
-    admin = sa.create_engine(
-        POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
-    )
-    name = f"edge_registry_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(
-            f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL} (set EDGE_TEST_POSTGRES_URL): "
-            f"{str(exc).splitlines()[0]}"
-        )
-    yield admin.url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,8 +1,7 @@
 """The monitor's settings: ``EDGE_``-prefixed environment variables (``EDGE_MONITOR_PORT``...)."""
 
-from pathlib import Path
-
 from edge_core.settings import EdgeSettings
+from edge_sql import database_url
 
 
 class MonitorSettings(EdgeSettings):
@@ -32,6 +31,4 @@ class MonitorSettings(EdgeSettings):
     monitor_backlog_poll_s: float = 2.0
 
     def sqlalchemy_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{Path(self.data_dir).absolute() / 'monitor.db'}"
+        return database_url(self.database_url, self.data_dir, "monitor.db")

@@ -1,41 +1,19 @@
 """Database engine and migrations (SQLite by default, PostgreSQL supported)."""
 
 from pathlib import Path
-from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+import edge_sql as sql
 
 VERSION_TABLE = "alembic_version_monitor"
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    # pysqlite starts transactions late (at the first write), so the stream position read at
-    # the start of a batch could be stale; let SQLAlchemy emit BEGIN itself (its documented
-    # recipe), IMMEDIATE for writers so that two writers serialise instead of interleaving.
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        immediate = conn.get_execution_options().get("writer", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
+    # Folding holds the write lock for a whole batch; status reads must not wait for it.
+    return sql.make_engine(url, writers_only_lock=True)
 
 
 def reader(engine: Engine) -> sessionmaker[Session]:
@@ -52,8 +30,4 @@ def writer(engine: Engine) -> sessionmaker[Session]:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest revision (run at every start)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sql.migrate(engine, MIGRATIONS)

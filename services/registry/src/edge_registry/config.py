@@ -1,8 +1,7 @@
 """Registry settings (environment variables with the ``EDGE_`` prefix)."""
 
-from pathlib import Path
-
 from edge_core.settings import EdgeSettings
+from edge_sql import database_url
 
 
 class RegistrySettings(EdgeSettings):
@@ -23,15 +22,4 @@ class RegistrySettings(EdgeSettings):
     publish_timeout_s: float = 5.0
 
     def effective_database_url(self) -> str:
-        if self.database_url:
-            return normalise_database_url(self.database_url)
-        path = Path(self.data_dir) / "registry.db"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-
-
-def normalise_database_url(url: str) -> str:
-    for plain in ("postgresql://", "postgres://"):
-        if url.startswith(plain):
-            return "postgresql+psycopg://" + url[len(plain) :]
-    return url
+        return database_url(self.database_url, self.data_dir, "registry.db")

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+import edge_sql as sql
 
 VERSION_TABLE = "alembic_version_registry"
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -71,34 +71,12 @@ def utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def make_engine(url: str) -> Engine:
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-    # pysqlite's own transaction handling starts transactions late and as readers, so two
-    # writers can deadlock; take the write lock at BEGIN instead (SQLAlchemy's recipe).
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-
-
 def migrate(engine: Engine) -> None:
     """Bring the schema to the latest migration (idempotent)."""
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sql.migrate(engine, MIGRATIONS)
 
 
 def open_database(url: str) -> tuple[Engine, sessionmaker]:
-    engine = make_engine(url)
+    engine = sql.make_engine(url)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)
