@@ -16,7 +16,11 @@ log = logging.getLogger(__name__)
 async def connect(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamContext]:
     """Connect, retrying for ever in the background if NATS goes away later."""
 
+    client: list[Client] = []
+
     async def on_disconnect() -> None:
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # our own shutdown
         log.warning("disconnected from NATS at %s", settings.nats_url)
 
     async def on_reconnect() -> None:
@@ -35,6 +39,7 @@ async def connect(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamC
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    client.append(nc)
     return nc, nc.jetstream(timeout=10)
 
 
