@@ -69,7 +69,7 @@ def main() -> None:
     settings = MonitorSettings(
         data_dir=tmp,
         database_url=args.database_url,
-        api_token="bench",  # noqa: S106 - a throwaway local token
+        api_token="bench",
     )
     engine = db.make_engine(settings.sqlalchemy_url())
     db.migrate(engine)
