@@ -5,8 +5,10 @@ import asyncio
 
 import nats as nats_client
 
+from edge_core.objectstore import make_client
 from edge_core.topology import DATASHARES_BUCKET
 from edge_embedded.ports import port_is_free
+from edge_testing.servers import wait_until
 from edge_testing.stack import start_stack
 
 
@@ -98,3 +100,37 @@ def test_refuses_to_start_when_its_ports_are_taken(tmp_path):
             raise AssertionError("the launcher started on a taken port")
     finally:
         blocker.close()
+
+
+def test_external_s3_and_database_switch_the_embedded_ones_off(tmp_path, s3, postgres_url):
+    import sqlalchemy as sa
+
+    stack = start_stack(
+        tmp_path,
+        EDGE_S3_ENDPOINT=s3.endpoint,
+        EDGE_S3_ACCESS_KEY=s3.access_key,
+        EDGE_S3_SECRET_KEY=s3.secret_key,
+        EDGE_BUFFER_BUCKET="external-buffer",
+        EDGE_DATABASE_URL=postgres_url,
+    )
+    try:
+        assert port_is_free(stack.s3_port)  # no embedded S3 store
+        assert not (stack.data_dir / "registry.db").exists()
+        assert not (stack.data_dir / "monitor.db").exists()
+        status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "ONPG"})
+        assert status == 201, body
+        engine = sa.create_engine(postgres_url)
+        with engine.connect() as conn:
+            ids = conn.exec_driver_sql("SELECT id FROM registry_datashares").scalars().all()
+        engine.dispose()
+        assert "ONPG" in ids
+        # The monitor, on the same PostgreSQL database, learns it from the event.
+        wait_until(
+            lambda: stack.api("monitor", "GET", "/api/v1/datashares/ONPG/status")[0] == 200,
+            what="the monitor to show the datashare",
+        )
+        # The receiver created its buffer bucket in the external store.
+        client = make_client(s3.endpoint, s3.access_key, s3.secret_key)
+        assert client.bucket_exists("external-buffer")
+    finally:
+        stack.stop()
