@@ -195,5 +195,5 @@ def test_resend_after_delivery_leaves_no_stray_copy(receiver, receiver_settings,
 
     assert pynetdicom_store(receiver.port, "DS1", [ds]) == [0x0000]
 
-    assert not buffer.exists(key), "a re-sent copy nobody will collect"
+    wait_until(lambda: not buffer.exists(key), what="the re-sent copy nobody collects removed")
     assert len(read_events(receiver_settings, "instance.stored")) == 1

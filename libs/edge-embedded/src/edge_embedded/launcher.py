@@ -175,9 +175,18 @@ class Stack:
         # wait for each to be ready.
         self.services = [registry, *receivers, uploader, monitor]
         for proc in self.services:
-            proc.spawn()
+            self._spawn(proc)
         for proc in self.services:
             proc.wait_ready(timeout_s=120)
+
+    def _spawn(self, proc: ServerProcess) -> None:
+        """Start a service and note its pid in ``<data>/run/<name>.pid`` (for operators'
+        tools, and tests that kill one)."""
+        proc.spawn()
+        run = self.data_dir / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        assert proc.proc is not None
+        (run / f"{proc.name}.pid").write_text(f"{proc.proc.pid}\n")
 
     def supervise(self) -> None:
         """Restart a service that exits on its own, backing off if it keeps failing."""
@@ -196,7 +205,7 @@ class Stack:
                 elif now >= restart_at[proc.name]:
                     del restart_at[proc.name]
                     failures[proc.name] = failures.get(proc.name, 0) + 1
-                    proc.spawn()
+                    self._spawn(proc)
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -110,6 +110,8 @@ async def consume(
                     msgs = await sub.fetch(batch_size, timeout=1.0)
                 except nats.errors.TimeoutError:
                     continue
+                if not msgs:  # a fetch can end with only status messages
+                    continue
                 batch = [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
                 if any(
                     msg.metadata.num_delivered == 1 and seq <= high
@@ -118,7 +120,7 @@ async def consume(
                     # A first delivery of a sequence already seen: the stream was created anew.
                     stream = await stream_identity(js, settings.events_stream)
                     await asyncio.to_thread(adopt_stream, sessions, stream)
-                high = max(high, *(seq for seq, _ in batch))
+                high = max(high, max(seq for seq, _ in batch))
                 try:
                     await asyncio.to_thread(fold_or_skip, sessions, batch)
                 except Exception:

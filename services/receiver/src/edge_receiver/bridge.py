@@ -59,11 +59,6 @@ class Bus:
         self.ensure_connected()
         return self.loop.call(bus.publish(self.js, event, timeout=self.timeout), self.timeout + 1)
 
-    def consumer_ack_floor(self, stream: str, consumer: str) -> int:
-        """The stream sequence up to which ``consumer`` has acknowledged everything."""
-        info = self.loop.call(self.js.consumer_info(stream, consumer), self.timeout)
-        return info.ack_floor.stream_seq if info.ack_floor else 0
-
     def announce(self, event: _Envelope) -> None:
         """Publish without waiting (association and buffer events: informative, and an
         association must not stall on them); a failure is logged."""

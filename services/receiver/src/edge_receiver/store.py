@@ -5,6 +5,7 @@ so memory stays bounded whatever the object's size. The handler uploads that fil
 File Meta Information and the dataset byte for byte as received, never decoded or transcoded.
 """
 
+import asyncio
 import hashlib
 import io
 import logging
@@ -41,6 +42,8 @@ CANNOT_UNDERSTAND = 0xC000  # the PACS should not retry as is
 # Objects up to this size are read into memory once (one read, one hash, one put);
 # larger ones are hashed and uploaded from the spool file in chunks.
 IN_MEMORY_MAX = 8 * 1024 * 1024
+# How long a re-sent copy waits in the background for the original to be acknowledged.
+RESEND_CHECK_S = 600.0
 _CHUNK = 1024 * 1024
 
 RefusalReason = Literal["buffer_full", "store_error", "bus_error", "invalid_dataset", "other"]
@@ -154,16 +157,30 @@ def _store(deps: StoreDeps, session: Session, sop_uid: str, spool: BinaryIO) -> 
 
 
 def _drop_if_already_delivered(deps: StoreDeps, key: str, ack: PubAck) -> None:
-    """A re-send whose event JetStream dropped as a duplicate: if the uploader has already
-    delivered the original (it deletes the object, then acknowledges), the object just
-    written is a copy no one would ever collect, so remove it. Otherwise the uploader still
-    needs it (same key, same bytes): leave it."""
-    try:
-        if deps.bus.consumer_ack_floor(ack.stream, UPLOADER_CONSUMER) >= ack.seq:
-            deps.store.delete(key)
-            log.info("re-sent %s was already delivered: buffered copy removed", key)
-    except Exception as exc:  # the instance is safe either way; at worst a stray copy
-        log.warning("could not check whether %s was already delivered: %s", key, exc)
+    """A re-send whose event JetStream dropped as a duplicate wrote the same object again.
+    If the uploader had already delivered the original, that copy is one nobody would
+    collect: remove it once the original is acknowledged. Checked in the background, so
+    a re-send is answered without waiting, and again for a while, because the uploader
+    deletes the object a moment before it acknowledges the message."""
+    deps.loop.submit(_drop_once_delivered(deps, key, ack.stream, ack.seq))
+
+
+async def _drop_once_delivered(deps: StoreDeps, key: str, stream: str, seq: int) -> None:
+    deadline = time.monotonic() + RESEND_CHECK_S
+    while True:
+        try:
+            info = await deps.bus.js.consumer_info(stream, UPLOADER_CONSUMER)
+            if info.ack_floor and info.ack_floor.stream_seq >= seq:
+                await asyncio.to_thread(deps.store.delete, key)
+                log.info("re-sent %s was already delivered: buffered copy removed", key)
+                return
+        except Exception as exc:  # the instance is safe either way; at worst a stray copy
+            log.debug("could not check whether %s was delivered yet: %s", key, exc)
+        if time.monotonic() > deadline:
+            # Still waiting for the uploader: it will deliver (and delete) this very object.
+            log.info("re-sent %s not delivered yet; left for the uploader", key)
+            return
+        await asyncio.sleep(1.0)
 
 
 def _stored_event(
