@@ -26,6 +26,11 @@ MONITOR_CONSUMER = "monitor"
 # and uploaders read it at start and watch it, so they never need the registry itself.
 DATASHARES_BUCKET = "edge_datashares"
 
+# The monitor folds events strictly in stream order (it skips what is at or below its stored
+# position), so no newer event may be delivered while an older one is unacknowledged, e.g.
+# held by a monitor that crashed: at most one batch in flight, and it comes back first.
+MONITOR_MAX_BATCH = 500
+
 UPLOADER_SUBJECTS = [
     f"{SUBJECT_PREFIX}.*.instance.stored",
     f"{SUBJECT_PREFIX}.*.instance.retry_requested",
@@ -72,8 +77,8 @@ def monitor_consumer_config() -> ConsumerConfig:
         filter_subject=f"{SUBJECT_PREFIX}.>",
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_ack_pending=10000,
+        ack_wait=10.0,
+        max_ack_pending=MONITOR_MAX_BATCH,
     )
 
 

@@ -26,7 +26,8 @@ class MonitorSettings(EdgeSettings):
     monitor_recent_associations: int = 10
     monitor_studies_listed: int = 50
 
-    # Events applied per database transaction, and how often the consumers' backlog is read.
+    # Events applied per database transaction (at most 500: see topology.MONITOR_MAX_BATCH),
+    # and how often the consumers' backlog is read.
     monitor_batch_size: int = 500
     monitor_backlog_poll_s: float = 2.0
 

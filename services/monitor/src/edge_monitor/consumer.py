@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.events import Event, parse_event, utcnow
 from edge_core.settings import EdgeSettings
-from edge_core.topology import MONITOR_CONSUMER, ensure_topology
+from edge_core.topology import MONITOR_CONSUMER, MONITOR_MAX_BATCH, ensure_topology
 from edge_monitor import projections
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ async def consume(
                     await asyncio.to_thread(prune, sessions)
                     pruned = time.monotonic()
                 try:
-                    msgs = await sub.fetch(batch_size, timeout=1.0)
+                    msgs = await sub.fetch(min(batch_size, MONITOR_MAX_BATCH), timeout=1.0)
                 except nats.errors.TimeoutError:
                     continue
                 if not msgs:  # a fetch can end with only status messages
@@ -134,7 +134,7 @@ async def consume(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("event consumer interrupted (%s); retrying", exc)
+            log.warning("event consumer interrupted (%r); retrying", exc)
             await asyncio.sleep(1.0)
             try:  # e.g. NATS restarted without its JetStream state
                 await ensure_topology(js, settings)
