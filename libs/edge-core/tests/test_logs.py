@@ -1,7 +1,22 @@
 import json
 import logging
 
+import pytest
+
 from edge_core.logs import configure_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """configure_logging replaces the root handler: put back pytest's afterwards, so that
+    no later test logs into this test's (closed) captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    pynetdicom_level = logging.getLogger("pynetdicom").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("pynetdicom").setLevel(pynetdicom_level)
 
 
 def test_json_lines(capsys):
