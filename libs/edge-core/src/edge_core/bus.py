@@ -1,6 +1,8 @@
 """Connecting to NATS and publishing events with JetStream acknowledgement."""
 
+import asyncio
 import logging
+from contextlib import suppress
 
 import nats
 from nats.aio.client import Client
@@ -9,6 +11,7 @@ from nats.js.api import PubAck
 
 from edge_core.events import _Envelope
 from edge_core.settings import EdgeSettings
+from edge_core.topology import ensure_topology
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +52,29 @@ async def publish(js: JetStreamContext, event: _Envelope, timeout: float = 10.0)
     return await js.publish(
         event.subject, event.to_bytes(), timeout=timeout, headers={"Nats-Msg-Id": event.id}
     )
+
+
+async def connect_when_ready(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamContext]:
+    """Connect and declare the topology, waiting (and saying so) until NATS is there: a
+    service started before NATS, or while it restarts, waits instead of failing."""
+    while True:
+        nc: Client | None = None
+        try:
+            nc, js = await connect(settings, name)
+            await ensure_topology(js, settings)
+            return nc, js
+        except Exception as exc:
+            log.warning("waiting for NATS at %s: %s", settings.nats_url, exc)
+            if nc is not None:
+                await close(nc)
+            await asyncio.sleep(1.0)
+
+
+async def close(nc: Client) -> None:
+    """Flush what was published and disconnect; if NATS is gone, just disconnect."""
+    if nc.is_connected:
+        with suppress(Exception):
+            await nc.drain()
+            return
+    with suppress(Exception):
+        await nc.close()

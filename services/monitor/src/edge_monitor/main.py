@@ -10,9 +10,8 @@ import signal
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.bus import connect, publish
+from edge_core.bus import close, connect_when_ready, publish
 from edge_core.logs import configure_logging
-from edge_core.topology import ensure_topology
 from edge_monitor import db
 from edge_monitor.api import Monitor, create_app
 from edge_monitor.backlog import watch_backlog
@@ -27,16 +26,7 @@ async def follow_events(
     settings: MonitorSettings, monitor: Monitor, writer: sessionmaker[Session]
 ) -> None:
     """Connect to NATS (waiting for it if needed), then fold events and watch the backlog."""
-    while True:
-        try:
-            nc, js = await connect(settings, "edge-monitor")
-            await ensure_topology(js, settings)
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("NATS at %s not ready (%s); retrying", settings.nats_url, exc)
-            await asyncio.sleep(1.0)
+    nc, js = await connect_when_ready(settings, "edge-monitor")
     monitor.publish = lambda event: publish(js, event)
     try:
         await asyncio.gather(
@@ -47,7 +37,7 @@ async def follow_events(
         )
     finally:
         monitor.publish = None
-        await nc.close()
+        await close(nc)
 
 
 async def serve(settings: MonitorSettings) -> None:

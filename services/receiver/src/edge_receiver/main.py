@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from pynetdicom import _config, evt
 
 from edge_core import bus
@@ -24,7 +23,6 @@ from edge_core.datashare_table import DatashareTable
 from edge_core.events import BufferUsage, BufferUsageEvent
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
-from edge_core.topology import ensure_topology
 from edge_receiver.associations import (
     AssociationDeps,
     Sessions,
@@ -66,7 +64,7 @@ class Receiver:
             assoc.abort()
 
         async def close() -> None:
-            await self.nc.drain()
+            await bus.close(self.nc)
             # Ours and the NATS client's helpers (e.g. the KV watcher's), so none is left
             # pending when the loop stops.
             others = asyncio.all_tasks() - {asyncio.current_task()}
@@ -79,21 +77,6 @@ class Receiver:
         except Exception as exc:
             log.warning("closing NATS: %s", exc)
         self.loop.stop()
-
-
-async def _connect(settings: ReceiverSettings, name: str) -> tuple[Client, JetStreamContext]:
-    """Connect and declare the topology, retrying until NATS is there."""
-    while True:
-        nc: Client | None = None
-        try:
-            nc, js = await bus.connect(settings, name)
-            await ensure_topology(js, settings)
-            return nc, js
-        except Exception as exc:
-            log.warning("waiting for NATS at %s: %s", settings.nats_url, exc)
-            if nc is not None:
-                await nc.close()
-            await asyncio.sleep(1.0)
 
 
 def _wait_for_bucket(store: ObjectStore) -> None:
@@ -119,7 +102,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     _wait_for_bucket(store)
 
     loop = LoopThread()
-    nc, js = loop.call(_connect(settings, name), timeout=None)
+    nc, js = loop.call(bus.connect_when_ready(settings, name), timeout=None)
     bus_ = Bus(loop, nc, js, settings.receiver_publish_timeout_s)
     digests = loop.call(open_digests(js, settings.events_replicas), timeout=30)
 

@@ -7,11 +7,10 @@ import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
-from edge_core.bus import connect
+from edge_core.bus import close, connect_when_ready
 from edge_core.datashare_table import DatashareTable
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
-from edge_core.topology import ensure_topology
 from edge_uploader.config import UploaderSettings
 from edge_uploader.consumer import consume
 from edge_uploader.deliver import Uploader
@@ -26,12 +25,11 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(settings.uploader_concurrency + 4, thread_name_prefix="upload")
     )
-    nc, js = await connect(settings, "edge-uploader")
+    nc, js = await connect_when_ready(settings, "edge-uploader")
     table = DatashareTable()
     follow = asyncio.create_task(table.follow(js))
     router = Router(table, settings)
     try:
-        await ensure_topology(js, settings)
         buffer = ObjectStore.buffer(settings, timeout_s=settings.uploader_timeout_s)
         if settings.uploader_spool_dir is not None:
             settings.uploader_spool_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +55,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await follow
         await asyncio.to_thread(router.close)
-        await nc.drain()
+        await close(nc)
         log.info("uploader stopped")
 
 
