@@ -70,11 +70,12 @@ async def connect_when_ready(settings: EdgeSettings, name: str) -> tuple[Client,
             await asyncio.sleep(1.0)
 
 
-async def close(nc: Client) -> None:
-    """Flush what was published and disconnect; if NATS is gone, just disconnect."""
-    if nc.is_connected:
+async def close(nc: Client, drain_s: float = 5.0) -> None:
+    """Flush what was published and disconnect, within ``drain_s`` (a stopping service must
+    not wait for long; 0 when every publish already waited for its ack); if NATS is gone,
+    just disconnect."""
+    if nc.is_connected and drain_s > 0:
         with suppress(Exception):
-            await nc.drain()
-            return
+            await asyncio.wait_for(nc.drain(), drain_s)
     with suppress(Exception):
         await nc.close()

@@ -37,7 +37,7 @@ async def follow_events(
         )
     finally:
         monitor.publish = None
-        await close(nc)
+        await close(nc, drain_s=0)  # its only publishes wait for their acks
 
 
 async def serve(settings: MonitorSettings) -> None:
