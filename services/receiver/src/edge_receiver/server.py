@@ -18,14 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pydicom.uid import UID, AllTransferSyntaxes
 from pynetdicom import AE
 from pynetdicom.association import Association
-from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from edge_receiver.config import ReceiverSettings
+from edge_receiver.negotiation import default_contexts
 
 log = logging.getLogger(__name__)
 
@@ -208,12 +206,8 @@ def make_ae(settings: ReceiverSettings) -> AE:
     ae.network_timeout = settings.receiver_network_timeout_s
     # Routing is ours (EVT_REQUESTED): any called AE title may reach the handler.
     ae.require_called_aet = False
-    # Every storage SOP class pynetdicom knows, in every transfer syntax pydicom knows: the
-    # receiver stores bytes as received and never decodes them.
-    syntaxes: list[str | UID] = list(AllTransferSyntaxes)
-    ae.supported_contexts = [build_context(Verification)] + [
-        build_context(uid, syntaxes) for uid in _STORAGE_CLASSES.values()
-    ]
+    # Each request gets contexts ordered its own way (negotiation.contexts_for_request).
+    ae.supported_contexts = default_contexts()
     return ae
 
 
