@@ -20,9 +20,10 @@ from pydicom.uid import (
     UltrasoundImageStorage,
 )
 from pynetdicom import AE
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     ComputedRadiographyImageStorage,
     DigitalXRayImageStorageForPresentation,
+    Verification,
 )
 from receiver_testing import put_datashares, wait_for_event
 
@@ -173,3 +174,24 @@ def test_storescu_sends_every_file_as_it_is(receiver, receiver_settings, s3, tmp
         event = by_uid[str(dcmread(source).SOPInstanceUID)]
         assert (source.name, UID(event.data.transfer_syntax).name) == (source.name, syntax.name)
         assert_kept_as_sent(source, stored_object(s3, receiver_settings, event))
+
+
+def test_contexts_the_receiver_cannot_take_are_refused_with_the_right_result(
+    receiver, receiver_settings
+):
+    put_datashares(receiver_settings, Datashare(id="TS3", ae_title="TS3"), port=receiver.port)
+    ae = AE(ae_title="HOSPITALPACS")
+    ae.add_requested_context(Verification)
+    ae.add_requested_context(CTImageStorage, [UNKNOWN_SYNTAX])
+    ae.add_requested_context(UID("1.2.826.0.1.3680043.10.1234.999.2"), [ExplicitVRLittleEndian])
+
+    assoc = ae.associate("127.0.0.1", receiver.port, ae_title="TS3")
+    assert assoc.is_established
+    try:
+        refused = {cx.context_id: cx.result for cx in assoc.rejected_contexts}
+        assert int(assoc.send_c_echo().Status) == 0
+    finally:
+        assoc.release()
+
+    # 0x04: transfer syntaxes not supported; 0x03: abstract syntax not supported.
+    assert refused == {3: 0x04, 5: 0x03}

@@ -3,9 +3,9 @@ keeps the data as sent, so that no sender converts it (a conversion to Implicit 
 the VR of private elements; one of compressed data may fail or lose quality).
 
 pynetdicom accepts, for each proposed context, the first of the *acceptor's* syntaxes for
-that abstract syntax that the proposer also lists. So, for each request, the receiver's
-contexts are ordered the proposer's way (in EVT_REQUESTED, through the acceptor's public
-``supported_contexts``, which may be set until negotiation starts):
+that abstract syntax that the proposer also lists. So the receiver has no fixed contexts:
+each request gets its own, ordered the proposer's way (set in EVT_REQUESTED through the
+acceptor's public ``supported_contexts``, writable until negotiation starts):
 
 - the proposer's first choice, when the receiver supports it;
 - otherwise the proposer's order, but Explicit VR Little Endian before Implicit.
@@ -33,15 +33,6 @@ ABSTRACT_SYNTAXES: frozenset[str] = frozenset(
 # Every transfer syntax pydicom knows: the receiver stores bytes as received and never
 # decodes pixel data, so it can take any syntax whose dataset encoding pydicom can read.
 TRANSFER_SYNTAXES: frozenset[str] = frozenset(AllTransferSyntaxes)
-_DEFAULT_ORDER: list[str | UID] = [
-    ExplicitVRLittleEndian,
-    *(ts for ts in AllTransferSyntaxes if ts != ExplicitVRLittleEndian),
-]
-
-
-def default_contexts() -> list[PresentationContext]:
-    """The AE's contexts before any request (each request gets its own)."""
-    return [build_context(UID(uid), _DEFAULT_ORDER) for uid in sorted(ABSTRACT_SYNTAXES)]
 
 
 def preferred_syntaxes(proposed: Sequence[str]) -> list[str]:
@@ -72,9 +63,10 @@ def contexts_for_request(requested: Iterable[PresentationContext]) -> list[Prese
         best = ranks.setdefault(abstract, {})
         for rank, ts in enumerate(preferred_syntaxes([str(ts) for ts in cx.transfer_syntax])):
             best[ts] = min(rank, best.get(ts, rank))
-    # With none of its syntaxes supported, a context is still listed, so that it is refused
-    # as "transfer syntaxes not supported" rather than "abstract syntax not supported".
+    # With none of its syntaxes supported, a context is still listed (with one it did not
+    # propose), so that it is refused as "transfer syntaxes not supported" rather than
+    # "abstract syntax not supported".
     return [
-        build_context(UID(abstract), sorted(best, key=best.__getitem__) or _DEFAULT_ORDER)
+        build_context(UID(abstract), sorted(best, key=best.__getitem__) or [ExplicitVRLittleEndian])
         for abstract, best in ranks.items()
     ]
