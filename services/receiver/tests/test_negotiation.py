@@ -1,13 +1,15 @@
 """Association negotiation with real peers: routing modes, restrictions, rejections seen by
 the peer as A-ASSOCIATE-RJ with the right reason, and the association events."""
 
+import subprocess
+
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 from receiver_testing import put_datashares, read_events, wait_for_event
 
 from edge_core.datashares import Datashare
+from edge_testing.dcmtk import DCMTK_ENV, dcmtk, storescu
 from edge_testing.dcmtk import echoscu as echo
-from edge_testing.dcmtk import storescu
 from edge_testing.dicom_data import write_small_series
 from edge_testing.servers import wait_until
 
@@ -108,3 +110,46 @@ def test_a_datashare_created_later_is_routed_without_restart(receiver, receiver_
         receiver_settings, Datashare(id="LATER1", ae_title="LATER1", enabled=False, revision=2)
     )
     wait_until(lambda: not echo(receiver.port, "LATER1"), what="disabled datashare refused")
+
+
+def dcmtk_echo(port: int, called: str, calling: str = "HOSPITALPACS") -> str:
+    """echoscu's whole output; empty when the echo succeeded."""
+    result = subprocess.run(
+        [dcmtk("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+        env=DCMTK_ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return "" if result.returncode == 0 else result.stdout + result.stderr + "(failed)"
+
+
+def test_ae_titles_match_ignoring_case_and_surrounding_spaces(
+    receiver, receiver_settings, tmp_path
+):
+    put_datashares(
+        receiver_settings,
+        Datashare(id="plain-ds", ae_title="plain-ds"),
+        Datashare(id="calling-ds", ae_title="pacs-a", match="calling"),
+        Datashare(id="aets-ds", ae_title="aets-ds", allowed_calling_aets=["goodpacs"]),
+        port=receiver.port,
+    )
+    files = write_small_series(tmp_path / "sc", 1)
+
+    # The way the registry compares them: case and surrounding spaces do not count.
+    for called in ("PLAIN-DS", " plain-ds ", "Plain-Ds  "):
+        assert dcmtk_echo(receiver.port, called) == "", called
+    for calling in ("PACS-A", " pacs-a ", "Pacs-A"):
+        assert dcmtk_echo(receiver.port, "ANYTHING", calling=calling) == "", calling
+    assert dcmtk_echo(receiver.port, "AETS-DS", calling=" GOODPACS") == ""
+    sent = storescu(receiver.port, " PLAIN-DS", files)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    (stored,) = wait_for_event(receiver_settings, "instance.stored")
+    assert stored.datashare == "plain-ds"
+
+    # A genuinely different title is still refused, with the reason for its mode.
+    assert "Called AE Title Not Recognized" in dcmtk_echo(receiver.port, "PLAIN-DX")
+    assert "Calling AE Title Not Recognized" in dcmtk_echo(receiver.port, "edge", "PACS-B")
+    assert "Calling AE Title Not Recognized" in dcmtk_echo(receiver.port, "aets-ds", "BADPACS")
+    rejected = wait_for_event(receiver_settings, "association.rejected", 3)
+    assert sorted(e.data.reason for e in rejected) == [3, 3, 7]

@@ -35,6 +35,12 @@ def route(calling: str, called: str, host: str = "127.0.0.1"):
         ("PACSY", "EDGE", "127.0.0.1", 3),  # called the receiver itself: meant calling mode
         ("PACSY", "NOSUCH", "127.0.0.1", 7),
         ("  PACSX ", " WHATEVER  ", "127.0.0.1", "CALLING1"),  # DICOM pads AE titles
+        # AE titles compare as in the registry: ignoring case and surrounding spaces.
+        ("ANY", " shortae ", "127.0.0.1", "STUDY-2026-LONG-ID"),
+        ("pacs1", "Called1", "127.0.0.1", "CALLED1"),  # allowed_calling_aets too
+        ("pacsx", "WHATEVER", "127.0.0.1", "CALLING1"),
+        ("PACSY", " edge", "127.0.0.1", 3),  # the receiver's own AE title
+        ("PACS1", "CALLED 1", "127.0.0.1", 7),  # inner characters still count
     ],
 )
 def test_resolution(calling, called, host, expected):

@@ -27,6 +27,7 @@ from edge_core.events import (
     AssociationRejectedEvent,
 )
 from edge_receiver.bridge import Bus
+from edge_receiver.negotiation import contexts_for_request
 from edge_receiver.routing import REASON_TEXT, Rejection, resolve
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,10 @@ def handle_requested(event: Event, deps: AssociationDeps) -> None:
         )
         reject(assoc, result=1, source=1, reason=found.reason)
         return
+    # Contexts ordered for this proposer, so that it never has to convert its data.
+    assoc.acceptor.supported_contexts = contexts_for_request(
+        request.presentation_context_definition_list
+    )
     deps.sessions[assoc] = Session(
         datashare=found.id,
         ref=AssociationRef(

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 
+from edge_core.ae_titles import ae_title_key
 from edge_core.datashares import Datashare
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ def _check_restrictions(
             CALLING_AE_NOT_RECOGNISED if datashare.match == "calling" else CALLED_AE_NOT_RECOGNISED
         )
         return Rejection(reason, f"datashare {datashare.id} is disabled")
-    if datashare.allowed_calling_aets and calling_ae not in {
-        aet.strip() for aet in datashare.allowed_calling_aets
+    if datashare.allowed_calling_aets and ae_title_key(calling_ae) not in {
+        ae_title_key(aet) for aet in datashare.allowed_calling_aets
     }:
         return Rejection(
             CALLING_AE_NOT_RECOGNISED,
@@ -85,19 +86,21 @@ def resolve(
     """The datashare for this request, or the rejection to send.
 
     Called mode first (the called AE title is the datashare's AE title), then calling mode
-    (the calling AE title is). Enabled datashares win over disabled ones with the same AE
-    title. With no match, the reason is "calling AE title not recognised" (3) when the request
-    can only have meant calling mode — it called the receiver's own AE title, or no datashare
-    uses called mode — and "called AE title not recognised" (7) otherwise.
+    (the calling AE title is), comparing AE titles as the registry does (``ae_title_key``:
+    ignoring case and surrounding spaces). Enabled datashares win over disabled ones with
+    the same AE title. With no match, the reason is "calling AE title not recognised" (3)
+    when the request can only have meant calling mode — it called the receiver's own AE
+    title, or no datashare uses called mode — and "called AE title not recognised" (7)
+    otherwise.
     """
-    calling_ae, called_ae = calling_ae.strip(), called_ae.strip()
     for mode, ae_title in (("called", called_ae), ("calling", calling_ae)):
-        candidates = [d for d in datashares if d.match == mode and d.ae_title.strip() == ae_title]
+        key = ae_title_key(ae_title)
+        candidates = [d for d in datashares if d.match == mode and ae_title_key(d.ae_title) == key]
         candidates.sort(key=lambda d: not d.enabled)
         if candidates:
             return _check_restrictions(candidates[0], calling_ae, peer_host)
     only_calling_mode = bool(datashares) and all(d.match == "calling" for d in datashares)
-    if called_ae == receiver_ae_title.strip() or only_calling_mode:
+    if ae_title_key(called_ae) == ae_title_key(receiver_ae_title) or only_calling_mode:
         return Rejection(
             CALLING_AE_NOT_RECOGNISED, f"no datashare for calling AE title {calling_ae!r}"
         )

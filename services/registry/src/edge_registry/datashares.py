@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edge_core.ae_titles import ae_title_key
 from edge_core.datashares import Datashare
 from edge_core.events import (
     DatashareChanged,
@@ -179,8 +180,8 @@ def _same_id(session: Session, ds_id: str) -> str | None:
 
 
 def _check_ae_title_free(session: Session, ds_id: str, fields: dict[str, Any]) -> None:
-    """AE titles are compared without case: the standard makes them case-sensitive, but
-    many PACS upper-case what they are given, so ``study1`` and ``STUDY1`` would be one."""
+    """AE titles are compared as the receiver routes them (``ae_title_key``); stored ones are
+    already trimmed, so the database's ``upper`` is the same key."""
     if not fields["enabled"]:
         return
     other = session.scalar(
@@ -188,7 +189,7 @@ def _check_ae_title_free(session: Session, ds_id: str, fields: dict[str, Any]) -
             DatashareRow.id != ds_id,
             DatashareRow.enabled.is_(True),
             DatashareRow.match == fields["match"],
-            func.upper(DatashareRow.ae_title) == fields["ae_title"].upper(),
+            func.upper(DatashareRow.ae_title) == ae_title_key(fields["ae_title"]),
         )
     )
     if other is not None:
