@@ -15,6 +15,9 @@ EMBEDDED_NATS_PORT = 14222
 EMBEDDED_S3_PORT = 18333
 # Where instances go when a datashare names no destination: a bucket of the buffer's S3 store.
 DEFAULT_DESTINATION = "s3://edge-destination"
+# A datashare or a retry request is a few kB: 1 MiB leaves room without letting a client
+# make the API hold megabytes.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class EdgeSettings(BaseSettings):
@@ -39,6 +42,8 @@ class EdgeSettings(BaseSettings):
 
     # Token(s) for the REST APIs: "token" or "name:token,name2:token2" (names attribute changes).
     api_token: SecretStr = SecretStr("")
+    # Largest request body the REST APIs accept (413 beyond; read no further than this).
+    api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     # Where local state lives (embedded servers' data, SQLite files, spool files).
     data_dir: Path = Path("var")

@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.auth import authenticate
+from edge_core.auth import BearerAuth
+from edge_core.settings import DEFAULT_MAX_BODY_BYTES
 from edge_registry import datashares
 from edge_registry.schemas import DatashareOut, DatashareSpec, DatashareUpdate, HistoryEntry
 
@@ -24,39 +25,29 @@ def create_app(
     tokens: dict[str, str],
     on_commit: Callable[[], None] = lambda: None,
     lifespan: Any = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> FastAPI:
     """``on_commit`` is called after every committed change (it wakes the outbox relay)."""
     app = FastAPI(
         title="Edge registry",
         summary="Datashares, their AE-title mappings and destinations",
         lifespan=lifespan,
+        # 413 once a body (declared or streamed) passes this; the rest is never read.
+        max_body_size=max_body_bytes,
     )
+    # No /api/ path, not even an unknown one, answers anything but 401 without a token.
+    app.add_middleware(BearerAuth, guards={"/api/": tokens})
 
     def session() -> Iterator[Session]:
         with sessions() as s:
             yield s
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        # Here rather than per route, so that no /api/ path, not even an unknown one,
-        # answers anything but 401 without a valid token.
-        if request.url.path.startswith("/api/"):
-            name = authenticate(request.headers.get("authorization"), tokens)
-            if name is None:
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            request.state.actor = name
-        return await call_next(request)
 
     def actor(request: Request) -> str:
         return request.state.actor
 
     Db = Annotated[Session, Depends(session)]
     Actor = Annotated[str, Depends(actor)]
-    # The bearer scheme is declared for the OpenAPI page; the middleware does the checking.
+    # The bearer scheme is declared for the OpenAPI page; BearerAuth does the checking.
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer)])
 
     @api.post("/datashares", status_code=201, response_model=DatashareOut)

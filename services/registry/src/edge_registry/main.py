@@ -37,7 +37,13 @@ def build_app(settings: RegistrySettings) -> FastAPI:
             engine.dispose()
 
     tokens = parse_tokens(settings.api_token.get_secret_value())
-    return create_app(sessions, tokens, on_commit=relay.notify, lifespan=lifespan)
+    return create_app(
+        sessions,
+        tokens,
+        on_commit=relay.notify,
+        lifespan=lifespan,
+        max_body_bytes=settings.api_max_body_bytes,
+    )
 
 
 def main() -> None:
