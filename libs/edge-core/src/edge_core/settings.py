@@ -39,6 +39,14 @@ class EdgeSettings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     buffer_bucket: str = "edge-buffer"
+    # S3 destinations' endpoint (None: the buffer's); the uploader sends there, the registry
+    # refuses the buffer bucket as a destination when it is the same store.
+    destination_s3_endpoint: str | None = None
+
+    # Destinations on loopback, link-local or private addresses (e.g. a research PACS inside
+    # the hospital), and credentials over plain HTTP: refused unless the site allows them.
+    allow_private_destinations: bool = False
+    allow_insecure_destinations: bool = False
 
     # Token(s) for the REST APIs: "token" or "name:token,name2:token2" (names attribute changes).
     api_token: SecretStr = SecretStr("")

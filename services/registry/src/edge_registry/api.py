@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.auth import BearerAuth
+from edge_core.destination_policy import DestinationPolicy
 from edge_core.settings import DEFAULT_MAX_BODY_BYTES
 from edge_registry import datashares
 from edge_registry.schemas import DatashareOut, DatashareSpec, DatashareUpdate, HistoryEntry
@@ -26,8 +27,11 @@ def create_app(
     on_commit: Callable[[], None] = lambda: None,
     lifespan: Any = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    destinations: DestinationPolicy | None = None,
 ) -> FastAPI:
-    """``on_commit`` is called after every committed change (it wakes the outbox relay)."""
+    """``on_commit`` is called after every committed change (it wakes the outbox relay);
+    ``destinations``: where the site lets datashares send (default: the strict policy)."""
+    policy = destinations or DestinationPolicy()
     app = FastAPI(
         title="Edge registry",
         summary="Datashares, their AE-title mappings and destinations",
@@ -52,6 +56,7 @@ def create_app(
 
     @api.post("/datashares", status_code=201, response_model=DatashareOut)
     def create_datashare(spec: DatashareSpec, db: Db, who: Actor) -> DatashareOut:
+        _check_destination(policy, spec)
         row = datashares.create(db, spec, who)
         on_commit()
         return datashares.to_out(row)
@@ -84,6 +89,10 @@ def create_app(
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
+        # Only a change of where or with what: a datashare set up under a looser policy
+        # can still be edited (or disabled) without first moving its destination.
+        if changes.keys() & {"destination", "destination_credentials"}:
+            _check_destination(policy, spec)
         row = datashares.update(db, row, spec, who)
         on_commit()
         return datashares.to_out(row)
@@ -118,6 +127,17 @@ def create_app(
         return JSONResponse({"detail": jsonable_encoder(_safe_errors(exc.errors()))}, 422)
 
     return app
+
+
+def _check_destination(policy: DestinationPolicy, spec: DatashareSpec) -> None:
+    """The site's limits on destinations (see edge_core.destination_policy), as a 422."""
+    if spec.destination is None:
+        return  # the site's own default
+    try:
+        policy.check(spec.destination, set(spec.destination_credentials))
+    except ValueError as exc:
+        error = {"type": "destination_refused", "loc": ("body", "destination"), "msg": str(exc)}
+        raise RequestValidationError([error]) from None
 
 
 def _safe_errors(errors: Any) -> list[dict[str, Any]]:

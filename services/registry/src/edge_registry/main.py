@@ -11,6 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge_core.auth import parse_tokens
+from edge_core.destination_policy import DestinationPolicy
 from edge_core.logs import configure_logging
 from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
@@ -43,6 +44,7 @@ def build_app(settings: RegistrySettings) -> FastAPI:
         on_commit=relay.notify,
         lifespan=lifespan,
         max_body_bytes=settings.api_max_body_bytes,
+        destinations=DestinationPolicy.of(settings),
     )
 
 
