@@ -10,7 +10,13 @@ from edge_registry.api import create_app
 from edge_registry.db import open_database
 from edge_testing.http import stream_until_answered
 
-from .conftest import TOKENS, auth
+# As in conftest.py (which test modules do not import).
+TOKENS = {"alice": "alice-token"}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
 
 SECRET = "s3cr3t-never-shown"
 S3 = {

@@ -10,7 +10,13 @@ from edge_core.destination_policy import DestinationPolicy
 from edge_registry.api import create_app
 from edge_registry.db import open_database
 
-from .conftest import TOKENS, auth
+# As in conftest.py (which test modules do not import).
+TOKENS = {"alice": "alice-token"}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
