@@ -3,6 +3,7 @@
 import threading
 
 from edge_core.datashare_table import DatashareTable
+from edge_core.destination_policy import DestinationPolicy
 from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, Destination
 from edge_uploader.destinations.dicomweb import open_dicomweb
@@ -35,6 +36,7 @@ class Router:
         self.settings = settings
         self._open: dict[tuple[str, tuple[tuple[str, str], ...]], Destination] = {}
         self._lock = threading.Lock()
+        self.policy = DestinationPolicy.of(settings)
 
     def destination_for(self, datashare_id: str, attempt: int) -> Destination:
         """Raises :class:`DeliveryError` when the datashare is unknown or its URL invalid."""
@@ -51,8 +53,18 @@ class Router:
         cache_key = (url, tuple(sorted(credentials.items())))
         with self._lock:
             if cache_key not in self._open:
+                if datashare.destination is not None:
+                    self._check(url, credentials)
                 self._open[cache_key] = open_destination(url, credentials, self.settings)
             return self._open[cache_key]
+
+    def _check(self, url: str, credentials: dict[str, str]) -> None:
+        """The registry's limits on destinations, again: the datashares bucket could have
+        been written by something else than the registry (or under a looser policy)."""
+        try:
+            self.policy.check(url, credentials)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
 
     def close(self) -> None:
         with self._lock:
