@@ -5,6 +5,7 @@ from pydantic import SecretStr
 
 from edge_core.datashare_table import DatashareTable
 from edge_core.datashares import Datashare
+from edge_core.sitekey import SiteKey
 from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, public_url
 from edge_uploader.destinations.dicomweb import DicomWebDestination
@@ -68,3 +69,32 @@ def test_destinations_the_site_refuses_are_permanent_failures():
         assert info.value.permanent and words in str(info.value), info.value
     lax = SETTINGS.model_copy(update={"allow_private_destinations": True})
     assert isinstance(Router(table, lax).destination_for("LOCAL", 1), DimseDestination)
+
+
+def test_credentials_are_decrypted_with_the_site_key(tmp_path):
+    """Without the registry's key an encrypted credential cannot be used: a transient
+    failure (retried once the key file is in place), never the ciphertext sent as is."""
+    settings = SETTINGS.model_copy(
+        update={"data_dir": tmp_path, "allow_private_destinations": True}
+    )
+    table = DatashareTable()
+
+    def publish(sealed: str, revision: int) -> None:
+        entry = Datashare(
+            id="WEB", ae_title="WEB", destination="dicomweb+https://10.0.0.9/dicom-web",
+            destination_credentials={"token": SecretStr(sealed)}, revision=revision,
+        )  # fmt: skip
+        table.apply("WEB", entry.model_dump_json().encode(), deleted=False)
+
+    publish(SiteKey.generate().encrypt("t0ken"), 1)  # the registry's key
+    with pytest.raises(DeliveryError, match="no site key") as missing:
+        Router(table, settings).destination_for("WEB", attempt=1)
+    SiteKey.load_or_create(tmp_path / "site.key")  # not the registry's key
+    with pytest.raises(DeliveryError, match="another") as wrong:
+        Router(table, settings).destination_for("WEB", attempt=1)
+    assert not missing.value.permanent and not wrong.value.permanent
+
+    publish(SiteKey.load(tmp_path / "site.key").encrypt("t0ken"), 2)
+    web = Router(table, settings).destination_for("WEB", attempt=1)
+    assert isinstance(web, DicomWebDestination)
+    assert web.client.headers["Authorization"] == "Bearer t0ken"

@@ -55,6 +55,12 @@ class EdgeSettings(BaseSettings):
 
     # Where local state lives (embedded servers' data, SQLite files, spool files).
     data_dir: Path = Path("var")
+    # The key destination credentials are encrypted with (see edge_core.sitekey); unset:
+    # <data_dir>/site.key, created by the registry at first start.
+    site_key_file: Path | None = None
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def site_key_path(self) -> Path:
+        return self.site_key_file or self.data_dir / "site.key"

@@ -8,13 +8,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.auth import BearerAuth
 from edge_core.destination_policy import DestinationPolicy
 from edge_core.settings import DEFAULT_MAX_BODY_BYTES
+from edge_core.sitekey import SiteKey
 from edge_registry import datashares
 from edge_registry.schemas import DatashareOut, DatashareSpec, DatashareUpdate, HistoryEntry
 
@@ -28,10 +29,13 @@ def create_app(
     lifespan: Any = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     destinations: DestinationPolicy | None = None,
+    site_key: SiteKey | None = None,
 ) -> FastAPI:
     """``on_commit`` is called after every committed change (it wakes the outbox relay);
-    ``destinations``: where the site lets datashares send (default: the strict policy)."""
+    ``destinations``: where the site lets datashares send (default: the strict policy);
+    ``site_key`` encrypts destination credentials (default: a new key, for tests)."""
     policy = destinations or DestinationPolicy()
+    key = site_key or SiteKey.generate()
     app = FastAPI(
         title="Edge registry",
         summary="Datashares, their AE-title mappings and destinations",
@@ -57,7 +61,7 @@ def create_app(
     @api.post("/datashares", status_code=201, response_model=DatashareOut)
     def create_datashare(spec: DatashareSpec, db: Db, who: Actor) -> DatashareOut:
         _check_destination(policy, spec)
-        row = datashares.create(db, spec, who)
+        row = datashares.create(db, _encrypted(spec, key), who)
         on_commit()
         return datashares.to_out(row)
 
@@ -93,7 +97,7 @@ def create_app(
         # can still be edited (or disabled) without first moving its destination.
         if changes.keys() & {"destination", "destination_credentials"}:
             _check_destination(policy, spec)
-        row = datashares.update(db, row, spec, who)
+        row = datashares.update(db, row, _encrypted(spec, key), who)
         on_commit()
         return datashares.to_out(row)
 
@@ -127,6 +131,16 @@ def create_app(
         return JSONResponse({"detail": jsonable_encoder(_safe_errors(exc.errors()))}, 422)
 
     return app
+
+
+def _encrypted(spec: DatashareSpec, key: SiteKey) -> DatashareSpec:
+    """The spec with its credentials encrypted (those kept from the row already are), as
+    the database, the outbox and the datashares bucket hold them."""
+    credentials = {
+        name: SecretStr(key.encrypt(value.get_secret_value()))
+        for name, value in spec.destination_credentials.items()
+    }
+    return spec.model_copy(update={"destination_credentials": credentials})
 
 
 def _check_destination(policy: DestinationPolicy, spec: DatashareSpec) -> None:

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from edge_core.auth import parse_tokens
 from edge_core.destination_policy import DestinationPolicy
 from edge_core.logs import configure_logging
+from edge_core.sitekey import SiteKey
 from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
@@ -45,10 +47,12 @@ def build_app(settings: RegistrySettings) -> FastAPI:
         lifespan=lifespan,
         max_body_bytes=settings.api_max_body_bytes,
         destinations=DestinationPolicy.of(settings),
+        site_key=SiteKey.load_or_create(settings.site_key_path()),
     )
 
 
 def main() -> None:
+    os.umask(0o077)  # what it creates under var/ (database, site key) is owner-only
     settings = RegistrySettings()
     configure_logging("registry", settings.log_level, settings.log_format)
     if not parse_tokens(settings.api_token.get_secret_value()):
