@@ -1,5 +1,6 @@
 import pytest
 
+from edge_core.settings import EdgeSettings
 from edge_core.sitekey import PREFIX, SiteKey, SiteKeyError
 
 
@@ -29,3 +30,18 @@ def test_missing_or_bad_key_file(tmp_path):
     (tmp_path / "site.key").write_text("not a key")
     with pytest.raises(SiteKeyError, match="does not hold"):
         SiteKey.load(tmp_path / "site.key")
+
+
+def test_key_from_the_setting_or_the_file(tmp_path):
+    settings = EdgeSettings(data_dir=tmp_path)
+    with pytest.raises(SiteKeyError, match="no site key"):
+        SiteKey.of(settings)  # the uploader never makes one
+    sealed = SiteKey.of(settings, create=True).encrypt("s3cr3t")  # the registry does
+    assert SiteKey.of(settings).decrypt(sealed) == "s3cr3t"
+
+    value = (tmp_path / "site.key").read_text()
+    elsewhere = EdgeSettings(data_dir=tmp_path / "other", site_key=value)  # type: ignore[arg-type]
+    assert SiteKey.of(elsewhere, create=True).decrypt(sealed) == "s3cr3t"
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(SiteKeyError, match="EDGE_SITE_KEY is not a site key"):
+        SiteKey.of(EdgeSettings(site_key="change-me"))  # type: ignore[arg-type]

@@ -55,8 +55,10 @@ class EdgeSettings(BaseSettings):
 
     # Where local state lives (embedded servers' data, SQLite files, spool files).
     data_dir: Path = Path("var")
-    # The key destination credentials are encrypted with (see edge_core.sitekey); unset:
-    # <data_dir>/site.key, created by the registry at first start.
+    # The key destination credentials are encrypted with (see edge_core.sitekey): the key
+    # itself (e.g. from a Kubernetes Secret), or else the file (unset: <data_dir>/site.key,
+    # created by the registry at first start).
+    site_key: SecretStr = SecretStr("")
     site_key_file: Path | None = None
 
     log_level: str = "INFO"

@@ -1,11 +1,11 @@
 """The site key: destination credentials are kept encrypted with it, in the registry's
 database and in the datashares bucket; only the uploader decrypts them, to deliver.
 
-The key is a Fernet key (AES-128-CBC with HMAC-SHA256, from ``cryptography``) in its own
-owner-only file, apart from the database (``EDGE_SITE_KEY_FILE``, default
-``<EDGE_DATA_DIR>/site.key``), so that a copy of the database or of NATS's data holds no
-usable secret. The registry creates it at first start; processes on other machines need a
-copy of the file (e.g. a Kubernetes Secret mounted there).
+The key is a Fernet key (AES-128-CBC with HMAC-SHA256, from ``cryptography``) kept apart
+from the database, so that a copy of the database or of NATS's data holds no usable
+secret: ``EDGE_SITE_KEY`` (the key itself, e.g. from a Kubernetes Secret shared by every
+registry and uploader), or else its own owner-only file (``EDGE_SITE_KEY_FILE``, default
+``<EDGE_DATA_DIR>/site.key``), which the registry creates at first start.
 """
 
 import os
@@ -13,6 +13,8 @@ import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from edge_core.settings import EdgeSettings
 
 # Marks an encrypted value; values without it are from before encryption (still plain).
 PREFIX = "fernet:"
@@ -25,6 +27,21 @@ class SiteKeyError(Exception):
 class SiteKey:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+
+    @classmethod
+    def of(cls, settings: EdgeSettings, create: bool = False) -> "SiteKey":
+        """``EDGE_SITE_KEY`` if set, else the key file (``create``: made if missing)."""
+        value = settings.site_key.get_secret_value().strip()
+        if value:
+            try:
+                return cls(value.encode())
+            except ValueError:
+                raise SiteKeyError(
+                    "EDGE_SITE_KEY is not a site key; make one with: python -c 'from "
+                    "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                ) from None
+        path = settings.site_key_path()
+        return cls.load_or_create(path) if create else cls.load(path)
 
     @classmethod
     def generate(cls) -> "SiteKey":

@@ -69,7 +69,7 @@ class Router:
             return value
         try:
             if self._key is None:
-                self._key = SiteKey.load(self.settings.site_key_path())
+                self._key = SiteKey.of(self.settings)
             return self._key.decrypt(value)
         except SiteKeyError as exc:
             raise DeliveryError(str(exc)) from None  # retried: fixing the key file cures it
