@@ -1,4 +1,4 @@
-from edge_core.auth import authenticate, bearer_token, parse_tokens
+from edge_core.auth import BearerAuth, authenticate, bearer_token, parse_tokens
 
 
 def test_parse_tokens():
@@ -17,3 +17,41 @@ def test_authenticate():
     assert authenticate("Bearer ", tokens) is None
     assert authenticate("Bearer t1", {}) is None
     assert bearer_token("Bearer  x ") == "x"
+
+
+async def test_bearer_auth_answers_before_the_app_or_its_body():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["path"], scope.get("state", {}).get("actor")))
+
+    async def receive():
+        raise AssertionError("the body was read")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    guard = BearerAuth(
+        app,
+        guards={"/api/": {"alice": "t1"}, "/metrics": {"alice": "t1", "metrics": "m"}},
+        open_paths={"/api/docs"},
+    )
+
+    def scope(path, token=None):
+        headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        return {"type": "http", "path": path, "headers": headers}
+
+    for path, token in [("/api/v1/x", None), ("/api/v1/x", "m"), ("/metrics", "wrong")]:
+        await guard(scope(path, token), receive, send)
+        assert sent[0]["status"] == 401 and (b"www-authenticate", b"Bearer") in sent[0]["headers"]
+        sent.clear()
+    assert seen == []
+
+    await guard(scope("/api/v1/x", "t1"), receive, send)
+    await guard(scope("/metrics", "m"), receive, send)
+    await guard(scope("/api/docs"), receive, send)
+    await guard(scope("/healthz"), receive, send)
+    assert seen == [("/api/v1/x", "alice"), ("/metrics", "metrics"), ("/api/docs", None),
+                    ("/healthz", None)]  # fmt: skip

@@ -5,11 +5,13 @@ import asyncio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from edge_core.bus import publish
 from edge_core.events import SUBJECT_PREFIX, parse_event
 from edge_monitor import db
 from edge_monitor.api import Monitor, create_app
+from edge_testing.http import stream_until_answered
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -41,7 +43,57 @@ async def test_open_pages(client):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     page = await client.get("/")
     assert page.status_code == 200 and "Edge monitor" in page.text
-    assert (await client.get("/metrics")).status_code == 200
+    assert (await client.get("/api/docs")).status_code == 200
+
+
+async def test_unauthenticated_bad_json_is_401_not_422(client):
+    """The token is checked before the body is read: FastAPI parses a route's body before
+    running its dependencies, so a per-route token check answered 422 here."""
+    for body in (b"{not json", b"[" * 10_000):
+        response = await client.post(
+            "/api/v1/dead-letters/retry",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_oversized_body_is_413_and_not_read_to_the_end(client, settings, declared):
+    """httpx's ASGI transport hands the app the body one chunk at a time, as the chunks are
+    asked for: counting them shows how much of it the app ever read."""
+    chunk, chunks = 64 * 1024, 64  # 4 MiB, four times the default cap
+    pulled = 0
+
+    async def body():
+        nonlocal pulled
+        for _ in range(chunks):
+            pulled += 1
+            yield b" " * chunk
+
+    headers = {**AUTH, "Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(chunk * chunks)
+    response = await client.post("/api/v1/dead-letters/retry", content=body(), headers=headers)
+    assert response.status_code == 413, response.text
+    assert pulled <= settings.api_max_body_bytes // chunk + 1
+
+
+async def test_metrics_need_a_token(settings, engine):
+    """/metrics names every datashare (an AE title): the API token or the metrics token reads
+    it; the metrics token reads nothing else."""
+    settings = settings.model_copy(update={"metrics_token": SecretStr("scrape-only")})
+    transport = httpx.ASGITransport(app=create_app(Monitor(settings, db.reader(engine))))
+    async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
+        for header in ({}, {"Authorization": "Bearer wrong"}):
+            response = await client.get("/metrics", headers=header)
+            assert response.status_code == 401
+            assert response.headers["www-authenticate"] == "Bearer"
+        scrape = {"Authorization": "Bearer scrape-only"}
+        assert (await client.get("/metrics", headers=AUTH)).status_code == 200
+        assert (await client.get("/metrics", headers=scrape)).status_code == 200
+        assert (await client.get("/api/v1/status", headers=scrape)).status_code == 401
+        assert (await client.get("/api/v1/dead-letters", headers=scrape)).status_code == 401
 
 
 async def test_status_documents(client, feed, folding):
@@ -116,7 +168,7 @@ async def test_metrics(client, feed, folding, settings):
     await folding.reach(feed.last_seq)
 
     async def scrape() -> dict:
-        text = (await client.get("/metrics")).text
+        text = (await client.get("/metrics", headers=AUTH)).text
         return {
             (s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text)
@@ -159,6 +211,16 @@ async def test_uploader_backlog_is_reported(js, settings, engine, feed):
     transport = httpx.ASGITransport(app=create_app(monitor))
     async with httpx.AsyncClient(transport=transport, base_url="http://m") as client:
         status = (await client.get("/api/v1/status", headers=AUTH)).json()
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get("/metrics", headers=AUTH)).text
     assert status["uploader"]["backlog"] == 4
     assert 'edge_consumer_lag{consumer="uploader"} 4.0' in metrics
+
+
+@pytest.mark.parametrize("token", ["test-token", "wrong"])
+def test_real_server_stops_an_endless_body(monitor_process, settings, token):
+    """``edge-monitor`` itself: an endless chunked body is answered (413 past the cap with
+    the token, 401 at once without) long before it ends."""
+    status, sent = stream_until_answered(monitor_process.url, "/api/v1/dead-letters/retry", token)
+    assert status == (413 if token == "test-token" else 401)
+    # What the server never read stays in socket buffers (a few MiB on loopback).
+    assert sent < settings.api_max_body_bytes + 32 * 1024 * 1024

@@ -11,6 +11,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
+from edge_core.destination_policy import DestinationPolicy
 from edge_embedded.ports import free_ports
 from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
@@ -47,11 +48,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+# The site policy of the in-process API: destinations on test machines are local ones.
+TEST_SITE = DestinationPolicy(allow_private=True, allow_insecure=True)
+
+
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    """The API in-process, signed in as alice (no relay: for HTTP behaviour only)."""
+    """The API in-process, signed in as alice (no relay: for HTTP behaviour only); any
+    destination allowed (test_destination_policy.py has the site's limits)."""
     engine, sessions = open_database(database_url)
-    with TestClient(create_app(sessions, TOKENS), headers=auth("alice")) as test_client:
+    app = create_app(sessions, TOKENS, destinations=TEST_SITE)
+    with TestClient(app, headers=auth("alice")) as test_client:
         yield test_client
     engine.dispose()
 

@@ -3,7 +3,20 @@ secrecy of destination credentials."""
 
 import logging
 
+import httpx
 import pytest
+
+from edge_registry.api import create_app
+from edge_registry.db import open_database
+from edge_testing.http import stream_until_answered
+
+# As in conftest.py (which test modules do not import).
+TOKENS = {"alice": "alice-token"}
+
+
+def auth(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
+
 
 SECRET = "s3cr3t-never-shown"
 S3 = {
@@ -267,3 +280,57 @@ def test_health_and_docs_are_open(client):
         "/api/v1/datashares/{ds_id}/history",
     } <= set(spec["paths"])
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_unauthenticated_bad_json_is_401_not_422(client):
+    client.headers.pop("Authorization")
+    for method, path in (("POST", "/api/v1/datashares"), ("PATCH", "/api/v1/datashares/DS1")):
+        response = client.request(
+            method, path, content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 401, response.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_oversized_body_is_413_and_not_read_to_the_end(database_url, declared):
+    """A valid datashare padded past the cap. httpx's ASGI transport hands the app the body
+    one chunk at a time, as asked for: counting them shows how much the app ever read."""
+    from edge_core.settings import DEFAULT_MAX_BODY_BYTES
+
+    chunk, chunks = 64 * 1024, 64  # 4 MiB, four times the default cap
+    pulled = 0
+
+    async def body():
+        nonlocal pulled
+        pulled += 1
+        yield b'{"id": "DS1", "description": "'
+        for _ in range(chunks):
+            pulled += 1
+            yield b"x" * chunk
+        yield b'"}'
+
+    headers = {**auth("alice"), "Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(chunk * chunks + 33)
+    engine, sessions = open_database(database_url)
+    transport = httpx.ASGITransport(app=create_app(sessions, TOKENS))
+    async with httpx.AsyncClient(transport=transport, base_url="http://registry") as http:
+        response = await http.post("/api/v1/datashares", content=body(), headers=headers)
+        assert response.status_code == 413, response.text
+        assert pulled <= DEFAULT_MAX_BODY_BYTES // chunk + 2
+        listed = await http.get("/api/v1/datashares", headers=auth("alice"))
+        assert listed.json() == []
+    engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("token", ["alice-token", "wrong"])
+def test_real_server_stops_an_endless_body(registry, token):
+    """``edge-registry`` under uvicorn: an endless chunked body is answered (413 past the cap
+    with the token, 401 at once without) long before it ends."""
+    status, sent = stream_until_answered(registry.url, "/api/v1/datashares", token)
+    assert status == (413 if token == "alice-token" else 401)
+    # What the server never read stays in socket buffers (a few MiB on loopback).
+    assert sent < 32 * 1024 * 1024

@@ -180,3 +180,19 @@ def test_the_installed_console_script(registry):
     )
     assert done.returncode == 1
     assert "404" in done.stderr
+
+
+def test_control_characters_are_shown_escaped(edgectl):
+    """A description (anyone with a token writes it) cannot drive the terminal of the staff
+    who list datashares: no escape sequence, no forged line reaches it raw."""
+    hostile = "ok\x1b]0;pwned\x07\x1b[2J\nDS9  FAKE-ROW\r\u202etxt.exe\x9b"
+    assert edgectl("datashares", "create", "DS1", "--description", hostile)[0] == 0
+    for command in (("list",), ("show", "DS1"), ("history", "DS1")):
+        status, out, _ = edgectl("datashares", *command)
+        assert status == 0
+        assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]", out), (command, out)
+        assert "ok\\x1b]0;pwned\\x07\\x1b[2J\\nDS9  FAKE-ROW\\r\\u202etxt.exe\\x9b" in out
+    status, out, _ = edgectl("datashares", "list")
+    assert len(out.splitlines()) == 3  # header, rule, one datashare
+    # The API's own JSON is escaped by the JSON encoder.
+    assert json.loads(edgectl("datashares", "list", "--json")[1])[0]["description"] == hostile

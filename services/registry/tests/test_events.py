@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 from edge_core.datashare_table import DatashareTable
 from edge_core.datashares import Datashare
 from edge_core.events import parse_event
+from edge_core.sitekey import SiteKey
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry import datashares
 from edge_registry.config import RegistrySettings
@@ -111,7 +112,11 @@ async def test_each_change_publishes_its_event_and_kv_entry(registry, js, eventu
     kv = await js.key_value(DATASHARES_BUCKET)
     ds1 = await kv_datashare(kv, "DS1")
     assert ds1 is not None and ds1.revision == 2 and ds1.description == "renamed"
-    assert ds1.destination_credentials["secret_key"].get_secret_value() == SECRET
+    # The credentials travel encrypted with the site key, which only the uploader uses.
+    site_key = SiteKey.load(registry.settings.site_key_path())
+    stored = ds1.destination_credentials["secret_key"].get_secret_value()
+    assert SECRET not in stored and site_key.decrypt(stored) == SECRET
+    assert SECRET.encode() not in (await kv.get("DS1")).value
     assert await kv_datashare(kv, "DS2") is None
     assert pending_in_outbox(registry.settings.database_url) == 0
 
@@ -147,7 +152,8 @@ async def test_a_reader_started_later_learns_every_datashare(registry, js, event
             await asyncio.wait_for(table.loaded.wait(), 30)
             assert sorted(d.id for d in table.all()) == ["DS1", "DS2"]
             secret = table.get("DS1").destination_credentials["secret_key"]
-            assert secret.get_secret_value() == SECRET
+            site_key = SiteKey.load(registry.settings.site_key_path())
+            assert site_key.decrypt(secret.get_secret_value()) == SECRET
             # ... and then follows each change.
             response = await alice.patch("/datashares/DS2", json={"enabled": False})
             assert response.status_code == 200
@@ -262,3 +268,37 @@ async def test_registry_processes_sharing_postgresql_take_turns_to_publish(datab
         assert await kv_datashare(kv, "DS1") is not None
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_credentials_at_rest_are_encrypted_and_files_owner_only(
+    registry, js, eventually, tmp_path
+):
+    """Neither the database file nor the datashares bucket holds a credential in clear;
+    the key is in its own owner-only file, and so is the database."""
+    async with api(registry) as alice:
+        assert (await alice.post("/datashares", json={"id": "DS1", **S3})).status_code == 201
+        # A change that keeps the credentials leaves them as they were (no re-encryption).
+        response = await alice.patch("/datashares/DS1", json={"description": "renamed"})
+        assert response.status_code == 200
+        assert (await alice.patch("/datashares/DS1", json={})).json()["revision"] == 2
+    kv = await js.key_value(DATASHARES_BUCKET)
+
+    async def entry():
+        ds = await kv_datashare(kv, "DS1")
+        return (await kv.get("DS1")).value if ds and ds.revision == 2 else None
+
+    raw = await eventually(entry, what="DS1 in the bucket")
+    assert SECRET.encode() not in raw
+    site_key = SiteKey.load(registry.settings.site_key_path())
+    stored = Datashare.model_validate_json(raw).destination_credentials
+    assert site_key.decrypt(stored["secret_key"].get_secret_value()) == SECRET
+    assert site_key.decrypt(stored["access_key"].get_secret_value()) == "AK"
+
+    database = tmp_path / "registry.db"
+    files = sorted(tmp_path.glob("registry.db*"))  # with SQLite's -wal and -shm
+    assert database in files
+    for path in files:
+        assert SECRET.encode() not in path.read_bytes(), path
+    for path in [*files, registry.settings.site_key_path()]:
+        assert path.stat().st_mode & 0o777 == 0o600, path

@@ -28,6 +28,7 @@ from edge_core.datashares import Datashare
 from edge_core.events import Event, InstanceStored, InstanceStoredEvent, parse_event
 from edge_core.keys import buffer_key
 from edge_core.objectstore import ObjectStore
+from edge_core.sitekey import SiteKey
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.orthanc import Orthanc, orthanc_available, start_orthanc
@@ -80,12 +81,16 @@ class Site:
     async def add_datashare(
         self, ds_id: str, destination: str | None = None, credentials: dict[str, str] | None = None
     ) -> None:
+        # Encrypted with the site key, as the registry publishes them.
+        site_key = SiteKey.load_or_create(self.settings.site_key_path())
         datashare = Datashare.model_validate(
             {
                 "id": ds_id,
                 "ae_title": ds_id,
                 "destination": destination,
-                "destination_credentials": credentials or {},
+                "destination_credentials": {
+                    k: site_key.encrypt(v) for k, v in (credentials or {}).items()
+                },
             }
         )
         kv = await self.js.key_value(DATASHARES_BUCKET)

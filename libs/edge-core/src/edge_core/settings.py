@@ -15,6 +15,9 @@ EMBEDDED_NATS_PORT = 14222
 EMBEDDED_S3_PORT = 18333
 # Where instances go when a datashare names no destination: a bucket of the buffer's S3 store.
 DEFAULT_DESTINATION = "s3://edge-destination"
+# A datashare or a retry request is a few kB: 1 MiB leaves room without letting a client
+# make the API hold megabytes.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
 class EdgeSettings(BaseSettings):
@@ -36,12 +39,30 @@ class EdgeSettings(BaseSettings):
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     buffer_bucket: str = "edge-buffer"
+    # S3 destinations' endpoint (None: the buffer's); the uploader sends there, the registry
+    # refuses the buffer bucket as a destination when it is the same store.
+    destination_s3_endpoint: str | None = None
+
+    # Destinations on loopback, link-local or private addresses (e.g. a research PACS inside
+    # the hospital), and credentials over plain HTTP: refused unless the site allows them.
+    allow_private_destinations: bool = False
+    allow_insecure_destinations: bool = False
 
     # Token(s) for the REST APIs: "token" or "name:token,name2:token2" (names attribute changes).
     api_token: SecretStr = SecretStr("")
+    # Largest request body the REST APIs accept (413 beyond; read no further than this).
+    api_max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     # Where local state lives (embedded servers' data, SQLite files, spool files).
     data_dir: Path = Path("var")
+    # The key destination credentials are encrypted with (see edge_core.sitekey): the key
+    # itself (e.g. from a Kubernetes Secret), or else the file (unset: <data_dir>/site.key,
+    # created by the registry at first start).
+    site_key: SecretStr = SecretStr("")
+    site_key_file: Path | None = None
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def site_key_path(self) -> Path:
+        return self.site_key_file or self.data_dir / "site.key"

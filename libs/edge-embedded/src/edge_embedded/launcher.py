@@ -7,6 +7,7 @@ on Ctrl-C or SIGTERM. Data lives under ``EDGE_DATA_DIR`` (``./var``) and survive
 """
 
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -243,6 +244,9 @@ class Stack:
 
 
 def main() -> None:
+    # Everything under var/ owner-only: the embedded NATS and S3 data (instances, the
+    # datashares bucket) and the services it starts, which inherit the mask.
+    os.umask(0o077)
     settings = LauncherSettings()
     configure_logging("launcher", settings.log_level, settings.log_format)
     stack = Stack(settings)

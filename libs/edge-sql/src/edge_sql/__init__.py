@@ -3,6 +3,7 @@ each under the data directory), PostgreSQL when ``EDGE_DATABASE_URL`` says so, t
 brought up to date by Alembic at every start. Each service keeps its own tables and its
 own Alembic version table, so both may share one PostgreSQL database."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,12 @@ def make_engine(url: str, *, writers_only_lock: bool = False) -> Engine:
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only, a file from before this rule too (SQLite gives its -wal and -shm
+        # files the database's mode).
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")

@@ -67,6 +67,9 @@ def settings_for(nats: NatsServer, s3: S3Server, **overrides: object) -> EdgeSet
         "s3_secret_key": s3.secret_key,
         "buffer_bucket": f"buffer-{uuid.uuid4().hex[:12]}",
         "api_token": "test-token",
+        # The test peers (storescp, Orthanc) listen on 127.0.0.1, Orthanc over plain HTTP.
+        "allow_private_destinations": True,
+        "allow_insecure_destinations": True,
     }
     values.update(overrides)
     return EdgeSettings(**values)  # type: ignore[arg-type]

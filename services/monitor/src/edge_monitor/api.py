@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.auth import authenticate, parse_tokens
+from edge_core.auth import BearerAuth, parse_tokens
 from edge_core.events import InstanceRetryRequested, InstanceRetryRequestedEvent, utcnow
 from edge_monitor import models as m
 from edge_monitor import status as st
@@ -44,18 +44,30 @@ class RetryRequest(BaseModel):
 
 
 def create_app(monitor: Monitor) -> FastAPI:
-    app = FastAPI(title="Edge monitor", docs_url="/api/docs", openapi_url="/api/openapi.json")
-    tokens = parse_tokens(monitor.settings.api_token.get_secret_value())
+    settings = monitor.settings
+    app = FastAPI(
+        title="Edge monitor",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        # 413 once a body (declared or streamed) passes this; the rest is never read.
+        max_body_size=settings.api_max_body_bytes,
+    )
+    tokens = parse_tokens(settings.api_token.get_secret_value())
+    # /metrics lists every datashare id (an AE title, the receiver's only gate): it takes the
+    # API token, or a metrics token for a Prometheus that should read nothing else.
+    metrics_tokens = dict(tokens)
+    if settings.metrics_token.get_secret_value():
+        metrics_tokens["metrics"] = settings.metrics_token.get_secret_value()
+    app.add_middleware(
+        BearerAuth,
+        guards={"/api/": tokens, "/metrics": metrics_tokens},
+        open_paths={"/api/docs", "/api/openapi.json"},
+    )
     registry = make_registry(monitor.sessions, monitor.backlog)
     page = DASHBOARD.read_text()
 
     def caller(request: Request) -> str:
-        name = authenticate(request.headers.get("authorization"), tokens)
-        if name is None:
-            raise HTTPException(
-                401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
-            )
-        return name
+        return request.state.actor
 
     Caller = Annotated[str, Depends(caller)]
 

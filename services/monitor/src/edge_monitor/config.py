@@ -1,5 +1,7 @@
 """The monitor's settings: ``EDGE_``-prefixed environment variables (``EDGE_MONITOR_PORT``...)."""
 
+from pydantic import SecretStr
+
 from edge_core.settings import EdgeSettings
 from edge_sql import database_url
 
@@ -9,6 +11,8 @@ class MonitorSettings(EdgeSettings):
     monitor_port: int = 8001
     # SQLAlchemy URL; None: SQLite file <data_dir>/monitor.db.
     database_url: str | None = None
+    # A token that reads /metrics and nothing else (the API token reads it too).
+    metrics_token: SecretStr = SecretStr("")
 
     # Health verdicts and flags (seconds).
     # A datashare is "receiving" while its last instance is younger than this, else "idle".

@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import uvicorn
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="edge-monitor", description=__doc__)
     parser.add_argument("command", nargs="?", choices=["serve", "rebuild"], default="serve")
     args = parser.parse_args(argv)
+    os.umask(0o077)  # what it creates under var/ (its database) is owner-only
     settings = MonitorSettings()
     configure_logging("monitor", settings.log_level, settings.log_format)
     if args.command == "rebuild":

@@ -158,6 +158,7 @@ def start(settings: ReceiverSettings) -> Receiver:
 
 
 def main() -> None:
+    os.umask(0o077)  # what it creates under var/ (spooled datasets) is owner-only
     settings = ReceiverSettings()
     configure_logging("receiver", settings.log_level, settings.log_format)
     stop = threading.Event()

@@ -8,11 +8,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.auth import authenticate
+from edge_core.auth import BearerAuth
+from edge_core.destination_policy import DestinationPolicy
+from edge_core.settings import DEFAULT_MAX_BODY_BYTES
+from edge_core.sitekey import SiteKey
 from edge_registry import datashares
 from edge_registry.schemas import DatashareOut, DatashareSpec, DatashareUpdate, HistoryEntry
 
@@ -24,44 +27,41 @@ def create_app(
     tokens: dict[str, str],
     on_commit: Callable[[], None] = lambda: None,
     lifespan: Any = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    destinations: DestinationPolicy | None = None,
+    site_key: SiteKey | None = None,
 ) -> FastAPI:
-    """``on_commit`` is called after every committed change (it wakes the outbox relay)."""
+    """``on_commit`` is called after every committed change (it wakes the outbox relay);
+    ``destinations``: where the site lets datashares send (default: the strict policy);
+    ``site_key`` encrypts destination credentials (default: a new key, for tests)."""
+    policy = destinations or DestinationPolicy()
+    key = site_key or SiteKey.generate()
     app = FastAPI(
         title="Edge registry",
         summary="Datashares, their AE-title mappings and destinations",
         lifespan=lifespan,
+        # 413 once a body (declared or streamed) passes this; the rest is never read.
+        max_body_size=max_body_bytes,
     )
+    # No /api/ path, not even an unknown one, answers anything but 401 without a token.
+    app.add_middleware(BearerAuth, guards={"/api/": tokens})
 
     def session() -> Iterator[Session]:
         with sessions() as s:
             yield s
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        # Here rather than per route, so that no /api/ path, not even an unknown one,
-        # answers anything but 401 without a valid token.
-        if request.url.path.startswith("/api/"):
-            name = authenticate(request.headers.get("authorization"), tokens)
-            if name is None:
-                return JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-            request.state.actor = name
-        return await call_next(request)
 
     def actor(request: Request) -> str:
         return request.state.actor
 
     Db = Annotated[Session, Depends(session)]
     Actor = Annotated[str, Depends(actor)]
-    # The bearer scheme is declared for the OpenAPI page; the middleware does the checking.
+    # The bearer scheme is declared for the OpenAPI page; BearerAuth does the checking.
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(_bearer)])
 
     @api.post("/datashares", status_code=201, response_model=DatashareOut)
     def create_datashare(spec: DatashareSpec, db: Db, who: Actor) -> DatashareOut:
-        row = datashares.create(db, spec, who)
+        _check_destination(policy, spec)
+        row = datashares.create(db, _encrypted(spec, key), who)
         on_commit()
         return datashares.to_out(row)
 
@@ -93,7 +93,11 @@ def create_app(
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
             ) from None
-        row = datashares.update(db, row, spec, who)
+        # Only a change of where or with what: a datashare set up under a looser policy
+        # can still be edited (or disabled) without first moving its destination.
+        if changes.keys() & {"destination", "destination_credentials"}:
+            _check_destination(policy, spec)
+        row = datashares.update(db, row, _encrypted(spec, key), who)
         on_commit()
         return datashares.to_out(row)
 
@@ -127,6 +131,27 @@ def create_app(
         return JSONResponse({"detail": jsonable_encoder(_safe_errors(exc.errors()))}, 422)
 
     return app
+
+
+def _encrypted(spec: DatashareSpec, key: SiteKey) -> DatashareSpec:
+    """The spec with its credentials encrypted (those kept from the row already are), as
+    the database, the outbox and the datashares bucket hold them."""
+    credentials = {
+        name: SecretStr(key.encrypt(value.get_secret_value()))
+        for name, value in spec.destination_credentials.items()
+    }
+    return spec.model_copy(update={"destination_credentials": credentials})
+
+
+def _check_destination(policy: DestinationPolicy, spec: DatashareSpec) -> None:
+    """The site's limits on destinations (see edge_core.destination_policy), as a 422."""
+    if spec.destination is None:
+        return  # the site's own default
+    try:
+        policy.check(spec.destination, set(spec.destination_credentials))
+    except ValueError as exc:
+        error = {"type": "destination_refused", "loc": ("body", "destination"), "msg": str(exc)}
+        raise RequestValidationError([error]) from None
 
 
 def _safe_errors(errors: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from edge_core.logs import escape_controls
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 LIST_COLUMNS = ("id", "ae_title", "match", "enabled", "destination", "revision", "description")
 
@@ -88,7 +90,7 @@ def _history(client: httpx.Client, args: argparse.Namespace) -> None:
         _print_json(entries)
         return
     rows = [
-        [str(e["revision"]), _when(e["time"]), e["actor"], e["action"], describe_changes(e)]
+        [str(e["revision"]), _when(e["time"]), _cell(e["actor"]), e["action"], describe_changes(e)]
         for e in entries
     ]
     print(table(("revision", "time", "actor", "action", "changes"), rows))
@@ -105,11 +107,15 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         detail = response.json().get("detail", response.text)
     except ValueError:
         detail = response.text
+    # The server's words may quote what was sent: escaped, one line each.
     if isinstance(detail, list):  # validation errors: one line per field
         detail = "invalid values:\n" + "\n".join(
-            f"  {'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e.get('msg')}"
+            f"  {_cell('.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body')}: "
+            f"{_cell(e.get('msg'))}"
             for e in detail
         )
+    else:
+        detail = _cell(detail)
     hint = " (check EDGE_API_TOKEN)" if response.status_code == 401 else ""
     raise CliError(f"{response.status_code} {response.reason_phrase}: {detail}{hint}")
 
@@ -167,15 +173,17 @@ def _when(iso_time: str) -> str:
 
 
 def _cell(value: Any) -> str:
+    """A value as text on one line, its control characters escaped: descriptions and other
+    fields are whatever some token holder wrote, and must not drive the staff's terminal."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "-"
+        return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
-    return str(value)
+        return "{" + ", ".join(f"{_cell(k)}={_cell(v)}" for k, v in value.items()) + "}"
+    return escape_controls(str(value))
 
 
 def describe_changes(entry: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -11,7 +12,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from edge_core.auth import parse_tokens
+from edge_core.destination_policy import DestinationPolicy
 from edge_core.logs import configure_logging
+from edge_core.sitekey import SiteKey, SiteKeyError
 from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
@@ -37,16 +40,29 @@ def build_app(settings: RegistrySettings) -> FastAPI:
             engine.dispose()
 
     tokens = parse_tokens(settings.api_token.get_secret_value())
-    return create_app(sessions, tokens, on_commit=relay.notify, lifespan=lifespan)
+    return create_app(
+        sessions,
+        tokens,
+        on_commit=relay.notify,
+        lifespan=lifespan,
+        max_body_bytes=settings.api_max_body_bytes,
+        destinations=DestinationPolicy.of(settings),
+        site_key=SiteKey.of(settings, create=True),
+    )
 
 
 def main() -> None:
+    os.umask(0o077)  # what it creates under var/ (database, site key) is owner-only
     settings = RegistrySettings()
     configure_logging("registry", settings.log_level, settings.log_format)
     if not parse_tokens(settings.api_token.get_secret_value()):
         log.error("EDGE_API_TOKEN is not set: every API call would be refused; set a token")
         sys.exit(2)
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except SiteKeyError as exc:
+        log.error("%s", exc)
+        sys.exit(2)
     log.info("registry on %s:%s", settings.registry_host, settings.registry_port)
     # uvicorn stops gracefully on SIGTERM/SIGINT (the lifespan stops the relay), then
     # re-raises the signal to the handler that was there before; with these no-ops that is

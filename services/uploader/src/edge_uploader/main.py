@@ -4,6 +4,7 @@ on SIGTERM/SIGINT."""
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,6 +61,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
+    os.umask(0o077)  # what it creates under var/ (spool files) is owner-only
     settings = UploaderSettings()
     configure_logging("uploader", settings.log_level, settings.log_format)
 

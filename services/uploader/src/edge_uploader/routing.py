@@ -3,6 +3,8 @@
 import threading
 
 from edge_core.datashare_table import DatashareTable
+from edge_core.destination_policy import DestinationPolicy
+from edge_core.sitekey import PREFIX, SiteKey, SiteKeyError
 from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, Destination
 from edge_uploader.destinations.dicomweb import open_dicomweb
@@ -35,6 +37,8 @@ class Router:
         self.settings = settings
         self._open: dict[tuple[str, tuple[tuple[str, str], ...]], Destination] = {}
         self._lock = threading.Lock()
+        self.policy = DestinationPolicy.of(settings)
+        self._key: SiteKey | None = None
 
     def destination_for(self, datashare_id: str, attempt: int) -> Destination:
         """Raises :class:`DeliveryError` when the datashare is unknown or its URL invalid."""
@@ -46,13 +50,37 @@ class Router:
             )
         url = datashare.destination or self.settings.default_destination
         credentials = {
-            k: v.get_secret_value() for k, v in datashare.destination_credentials.items()
+            k: self._decrypt(v.get_secret_value())
+            for k, v in datashare.destination_credentials.items()
         }
         cache_key = (url, tuple(sorted(credentials.items())))
         with self._lock:
             if cache_key not in self._open:
+                if datashare.destination is not None:
+                    self._check(url, credentials)
                 self._open[cache_key] = open_destination(url, credentials, self.settings)
             return self._open[cache_key]
+
+    def _decrypt(self, value: str) -> str:
+        """A credential as the registry encrypted it, decrypted with the site key (read
+        when first needed: the registry creates it at its first start). A value from before
+        encryption is used as it is."""
+        if not value.startswith(PREFIX):
+            return value
+        try:
+            if self._key is None:
+                self._key = SiteKey.of(self.settings)
+            return self._key.decrypt(value)
+        except SiteKeyError as exc:
+            raise DeliveryError(str(exc)) from None  # retried: fixing the key file cures it
+
+    def _check(self, url: str, credentials: dict[str, str]) -> None:
+        """The registry's limits on destinations, again: the datashares bucket could have
+        been written by something else than the registry (or under a looser policy)."""
+        try:
+            self.policy.check(url, credentials)
+        except ValueError as exc:
+            raise DeliveryError(str(exc), permanent=True) from None
 
     def close(self) -> None:
         with self._lock:
