@@ -18,6 +18,7 @@ async def test_delivers_to_the_default_bucket_then_frees_the_buffer(site, destin
         key = destination_key("", "DS1", s.study_uid, s.series_uid, s.sop_instance_uid)
         data = destination_store.get_bytes(key)
         assert (len(data), hashlib.sha256(data).hexdigest()) == (s.size, s.sha256)
+    assert len(list(destination_store.list())) == 3  # one object per SOP Instance
     assert site.buffered() == []
     assert site.of_type("instance.failed") == []
 
