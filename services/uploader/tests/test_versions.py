@@ -2,16 +2,19 @@
 the newest one received, even when an older, larger one is still being delivered."""
 
 import asyncio
+import contextlib
 import hashlib
 import io
+import json
 
+from nats.js.errors import KeyNotFoundError
 from pydicom import dcmread
 from pynetdicom.dsutils import split_dataset
 
 from edge_core.keys import destination_key
 from edge_core.topology import UPLOADER_CONSUMER, VERSIONS_BUCKET
 from edge_testing.dicom_data import make_instance
-from edge_uploader.versions import Claim, Decision, Versions
+from edge_uploader.versions import Claim, Decision, Versions, version_key
 
 DELIVER, WAIT, SUPERSEDED = Decision.DELIVER, Decision.WAIT, Decision.SUPERSEDED
 
@@ -142,3 +145,46 @@ def data_set_digest(path) -> str:
     """Of the data set after the file meta information, as it travels in a C-STORE."""
     _, offset = split_dataset(path)
     return hashlib.sha256(path.read_bytes()[offset:]).hexdigest()
+
+
+async def test_an_uploader_killed_while_sending_v1_never_lets_v1_overwrite_v2(
+    site, start_storescp, tmp_path
+):
+    # A slow peer (about 6 s a C-STORE) keeps v1 under way; without +uf storescp writes a
+    # re-sent SOP Instance over the previous one.
+    scp = start_storescp("--sleep-during", "2")
+    await site.add_datashare("PACS", scp.url)
+    v1, v2 = two_versions(site)
+    slow_peer = {"EDGE_UPLOADER_TIMEOUT_S": "60"}
+    first = site.uploader_process(tmp_path / "first.log", **slow_peer)
+    try:
+        stored1 = await site.store("PACS", v1)
+        kv = await site.js.key_value(VERSIONS_BUCKET)
+        key = version_key("PACS", stored1.sop_instance_uid)
+        for _ in range(6000):  # v1 claimed: it is on its way to the peer
+            with contextlib.suppress(KeyNotFoundError):
+                if json.loads((await kv.get(key)).value or b"{}").get("active"):
+                    break
+            await asyncio.sleep(0.01)
+        else:
+            raise TimeoutError("v1 was never claimed")
+        first.kill()  # SIGKILL mid-delivery: v1's claim is never released
+        first.wait()
+    finally:
+        first.kill()
+    stored2 = await site.store("PACS", v2)
+    second = site.uploader_process(tmp_path / "second.log", **slow_peer)
+    try:
+        # v2 waits until v1's message comes back (after the ack wait) and is superseded.
+        (superseded,) = await site.wait_for("instance.superseded", 1, timeout_s=90)
+        (uploaded,) = await site.wait_for("instance.uploaded", 1, timeout_s=90)
+    finally:
+        second.terminate()
+        second.wait(30)
+    assert (superseded.data.key, uploaded.data.key) == (stored1.key, stored2.key)
+    assert superseded.data.newer_stream_seq > superseded.data.stream_seq
+    assert uploaded.time > superseded.time  # v2 went only once v1 could no longer land
+    (received,) = scp.files()
+    (sent := tmp_path / "v2.dcm").write_bytes(v2)
+    assert data_set_digest(received) == data_set_digest(sent)
+    assert await site.until(lambda: site.buffered() == [], 30, "an empty buffer")
