@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import nats as nats_client
 import pytest
+from minio.versioningconfig import ENABLED, VersioningConfig
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -207,8 +208,22 @@ async def site(uploader_settings: UploaderSettings, s3) -> AsyncIterator[Site]:
 
 @pytest.fixture
 def destination_store(s3, uploader_settings: UploaderSettings) -> Iterator[ObjectStore]:
-    """The default destination: a second bucket in the same S3 store."""
-    yield s3.store(uploader_settings.default_destination.removeprefix("s3://"))
+    """The default destination: a second bucket in the same S3 store, versioned, so that every
+    PUT stays visible as a version (see ``s3_puts``)."""
+    store = s3.store(uploader_settings.default_destination.removeprefix("s3://"))
+    store.client.set_bucket_versioning(store.bucket, VersioningConfig(ENABLED))
+    yield store
+
+
+def s3_puts(store: ObjectStore) -> Counter[str]:
+    """How many times each key of a versioned bucket was written."""
+    found = store.client.list_objects(store.bucket, recursive=True, include_version=True)
+    return Counter(str(o.object_name) for o in found)
+
+
+@pytest.fixture
+def destination_puts(destination_store: ObjectStore) -> Callable[[], Counter[str]]:
+    return lambda: s3_puts(destination_store)
 
 
 @pytest.fixture(scope="session")

@@ -114,12 +114,13 @@ def resolved(site) -> set[str]:
     return {e.data.key for e in site.events if e.type in kinds}
 
 
-async def test_s3_ends_with_the_newest_version(site, destination_store):
+async def test_s3_ends_with_the_newest_version(site, destination_store, destination_puts):
     await site.add_datashare("DS1")
     second, v2 = await send_v1_then_v2(site, "DS1")
     key = destination_key("", "DS1", second.study_uid, second.series_uid, second.sop_instance_uid)
     assert [o.key for o in destination_store.list()] == [key]
     assert destination_store.get_bytes(key) == v2
+    assert destination_puts()[key] <= 2  # v1 (unless superseded before it went), then v2
 
 
 async def test_stow_rs_ends_with_the_newest_version(site, counting_orthanc):
