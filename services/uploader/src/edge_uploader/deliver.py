@@ -176,7 +176,9 @@ class Uploader:
             if claim.decision is Decision.SUPERSEDED:
                 await self._superseded(work, claim.newest)
             elif claim.decision is Decision.WAIT:
-                delay = self._backoff_s(work)
+                # Not a failure: look again soon (the older one ends within an ack wait of
+                # its sender's crash, or when its delivery ends).
+                delay = min(self._backoff_s(work), ConsumerTuning().ack_wait_s)
                 log.info("%s waits %.1f s for an older version to land", work.ref.key, delay)
                 await work.msg.nak(delay=delay)
         except Exception:  # NATS away: the message comes back after the ack wait
