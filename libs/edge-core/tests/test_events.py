@@ -68,6 +68,9 @@ SAMPLES = [
     ev.DatashareCreatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS, actor="ann")),
     ev.DatashareUpdatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS)),
     ev.DatashareDeletedEvent(datashare="DS1", data=ev.DatashareDeleted(id="DS1")),
+    ev.InstanceSupersededEvent(
+        datashare="DS1", data=ev.InstanceSuperseded(**REF, stream_seq=3, newer_stream_seq=7)
+    ),
 ]
 
 

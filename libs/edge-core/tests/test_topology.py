@@ -6,6 +6,8 @@ from edge_core.topology import (
     DATASHARES_BUCKET,
     MONITOR_CONSUMER,
     UPLOADER_CONSUMER,
+    VERSIONS_BUCKET,
+    VERSIONS_MAX_AGE_S,
     ensure_topology,
 )
 
@@ -22,6 +24,8 @@ async def test_topology_is_idempotent_and_dedupes(edge_settings):
         names = {c.name for c in await js.consumers_info(edge_settings.events_stream)}
         assert {UPLOADER_CONSUMER, MONITOR_CONSUMER} <= names
         await js.key_value(DATASHARES_BUCKET)
+        versions = await (await js.key_value(VERSIONS_BUCKET)).status()
+        assert versions.history == 1 and versions.ttl == VERSIONS_MAX_AGE_S  # entries expire
 
         event = InstanceRetryRequestedEvent(
             datashare="DS1", data=InstanceRetryRequested(quarantine_key="q")

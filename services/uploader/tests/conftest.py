@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import TypeVar
 
 import nats as nats_client
 import pytest
+from minio.versioningconfig import ENABLED, VersioningConfig
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -211,8 +213,22 @@ async def site(uploader_settings: UploaderSettings, s3) -> AsyncIterator[Site]:
 
 @pytest.fixture
 def destination_store(s3, uploader_settings: UploaderSettings) -> Iterator[ObjectStore]:
-    """The default destination: a second bucket in the same S3 store."""
-    yield s3.store(uploader_settings.default_destination.removeprefix("s3://"))
+    """The default destination: a second bucket in the same S3 store, versioned, so that every
+    PUT stays visible as a version (see ``s3_puts``)."""
+    store = s3.store(uploader_settings.default_destination.removeprefix("s3://"))
+    store.client.set_bucket_versioning(store.bucket, VersioningConfig(ENABLED))
+    yield store
+
+
+def s3_puts(store: ObjectStore) -> Counter[str]:
+    """How many times each key of a versioned bucket was written."""
+    found = store.client.list_objects(store.bucket, recursive=True, include_version=True)
+    return Counter(str(o.object_name) for o in found)
+
+
+@pytest.fixture
+def destination_puts(destination_store: ObjectStore) -> Callable[[], Counter[str]]:
+    return lambda: s3_puts(destination_store)
 
 
 @pytest.fixture(scope="session")
@@ -244,4 +260,63 @@ def start_storescp(tmp_path: Path) -> Iterator[Callable[..., StoreSCP]]:
 
 @pytest.fixture
 def storescp(start_storescp: Callable[..., StoreSCP]) -> StoreSCP:
-    return start_storescp()
+    """storescp keeping every copy it receives (``+uf``: a file per C-STORE, never
+    overwritten), so that a test can count what arrived."""
+    return start_storescp("+uf")
+
+
+def received_sops(scp: StoreSCP) -> Counter[str]:
+    """How many times storescp received each SOP Instance UID (needs ``+uf``)."""
+    return Counter(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in scp.files())
+
+
+@pytest.fixture
+def storescp_copies() -> Callable[[StoreSCP], Counter[str]]:
+    return received_sops
+
+
+# --- Orthanc that keeps the newest version and logs every instance it stores ---------------
+
+
+@dataclass
+class CountingOrthanc:
+    """Orthanc with ``OverwriteInstances`` (a re-sent SOP Instance replaces the stored one, as a
+    destination must for corrected images to reach it) and a Lua hook that logs each stored
+    instance, so that tests count what arrived, repeats included (``/statistics`` cannot)."""
+
+    server: Orthanc
+    log: Path
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.server, name)
+
+    def received(self) -> Counter[str]:
+        """SOP Instance UIDs stored so far, each with how many times; call ``settle`` first."""
+        return Counter(self.log.read_text().split()) if self.log.exists() else Counter()
+
+    async def settle(self) -> None:
+        """Wait until every store so far is in the log: Orthanc runs the Lua hook in the
+        background, in order, so a marker instance stored now is logged after them."""
+        marker = dicom_bytes(new_uid(), new_uid())
+        with self.server.client() as http:
+            http.post("/instances", content=marker).raise_for_status()
+        uid = str(dcmread(io.BytesIO(marker)).SOPInstanceUID)
+        await eventually(lambda: uid in self.received(), 30, "Orthanc's log of stored instances")
+
+
+@pytest.fixture(scope="session")
+def counting_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CountingOrthanc]:
+    if not orthanc_available():
+        pytest.skip("Orthanc with its DICOMweb plugin is not installed (orthanc, orthanc-dicomweb)")
+    directory = tmp_path_factory.mktemp("counting-orthanc")
+    log, script = directory / "stored.log", directory / "log-stored.lua"
+    script.write_text(
+        "function OnStoredInstance(instanceId, tags, metadata, origin)\n"
+        f'  local f = io.open("{log}", "a")\n'
+        '  f:write(tags["SOPInstanceUID"] .. "\\n")\n'
+        "  f:close()\n"
+        "end\n"
+    )
+    server = start_orthanc(directory / "orthanc", OverwriteInstances=True, LuaScripts=[str(script)])
+    yield CountingOrthanc(server, log)
+    server.process.stop()

@@ -7,7 +7,9 @@ from edge_core.events import InstanceRetryRequested, InstanceRetryRequestedEvent
 from edge_core.keys import quarantine_key
 
 
-async def test_unknown_datashare_is_dead_lettered_then_retried(site, destination_store):
+async def test_unknown_datashare_is_dead_lettered_then_retried(
+    site, destination_store, destination_puts
+):
     async with site.uploader():
         stored = await site.store("GONE")
         (dead,) = await site.wait_for("instance.dead_lettered", 1)
@@ -28,6 +30,7 @@ async def test_unknown_datashare_is_dead_lettered_then_retried(site, destination
     assert uploaded.data.sha256 == stored.sha256
     assert site.buffered() == []
     assert len(list(destination_store.list())) == 1
+    assert list(destination_puts().values()) == [1]
 
 
 async def test_uploader_process_delivers_and_stops_on_sigterm(site, destination_store, tmp_path):

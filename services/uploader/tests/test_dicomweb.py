@@ -1,4 +1,5 @@
-"""STOW-RS to a real Orthanc with its DICOMweb plugin."""
+"""STOW-RS to a real Orthanc with its DICOMweb plugin, which logs every instance it stores
+(``counting_orthanc``), so that each test also sees how often each instance arrived."""
 
 import hashlib
 
@@ -10,7 +11,8 @@ def credentials(orthanc):
     return {"username": orthanc.username, "password": orthanc.password}
 
 
-async def test_stow_rs_batches_a_study_and_stores_each_instance_once(site, orthanc):
+async def test_stow_rs_batches_a_study_and_stores_each_instance_once(site, counting_orthanc):
+    orthanc = counting_orthanc
     await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
     async with site.uploader():
         stored = await site.store_study("WEB", 5)
@@ -21,9 +23,13 @@ async def test_stow_rs_batches_a_study_and_stores_each_instance_once(site, ortha
         (data,) = orthanc.instance_files(s.sop_instance_uid)
         assert hashlib.sha256(data).hexdigest() == s.sha256
     assert site.buffered() == []
+    await orthanc.settle()
+    received = orthanc.received()
+    assert [received[s.sop_instance_uid] for s in stored] == [1] * 5  # each sent once
 
 
-async def test_the_same_instance_again_counts_as_delivered_without_a_copy(site, orthanc):
+async def test_the_same_instance_again_counts_as_delivered_without_a_copy(site, counting_orthanc):
+    orthanc = counting_orthanc
     await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
     async with site.uploader():
         first = await site.store("WEB")
@@ -34,11 +40,14 @@ async def test_the_same_instance_again_counts_as_delivered_without_a_copy(site, 
         uploaded = await site.wait_for("instance.uploaded", 2)
     assert hashlib.sha256(site_bytes).hexdigest() == first.sha256
     assert len(orthanc.instance_files(first.sop_instance_uid)) == 1
+    await orthanc.settle()
+    assert orthanc.received()[first.sop_instance_uid] == 2  # once per announcement
     assert site.of_type("instance.failed") == []
     assert len(uploaded) == 2
 
 
-async def test_wrong_password_is_dead_lettered_then_retried_once_fixed(site, orthanc):
+async def test_wrong_password_is_dead_lettered_then_retried_once_fixed(site, counting_orthanc):
+    orthanc = counting_orthanc
     await site.add_datashare("WEB", orthanc.dicomweb_url, {"username": "edge", "password": "no"})
     async with site.uploader():
         stored = await site.store("WEB")
@@ -56,9 +65,12 @@ async def test_wrong_password_is_dead_lettered_then_retried_once_fixed(site, ort
     assert uploaded.data.key == stored.key
     assert len(orthanc.instance_files(stored.sop_instance_uid)) == 1
     assert site.buffered() == []
+    await orthanc.settle()
+    assert orthanc.received()[stored.sop_instance_uid] == 1
 
 
-async def test_one_bad_instance_in_a_batch_fails_alone(site, orthanc):
+async def test_one_bad_instance_in_a_batch_fails_alone(site, counting_orthanc):
+    orthanc = counting_orthanc
     await site.add_datashare("WEB", orthanc.dicomweb_url, credentials(orthanc))
     study, series = site.new_uid(), site.new_uid()
     good = [site.dicom_bytes(study, series, n) for n in (1, 2)]
@@ -71,5 +83,7 @@ async def test_one_bad_instance_in_a_batch_fails_alone(site, orthanc):
     assert {e.data.key for e in uploaded} == {s.key for s in stored}
     assert dead.data.key == bad.key
     assert dead.data.attempts == 1  # 400 for this instance: permanent
+    await orthanc.settle()
     for s in stored:
         assert len(orthanc.instance_files(s.sop_instance_uid)) == 1
+        assert orthanc.received()[s.sop_instance_uid] == 1

@@ -6,7 +6,9 @@ import uuid
 from edge_core.keys import destination_key
 
 
-async def test_delivers_to_the_default_bucket_then_frees_the_buffer(site, destination_store):
+async def test_delivers_to_the_default_bucket_then_frees_the_buffer(
+    site, destination_store, destination_puts
+):
     await site.add_datashare("DS1")
     async with site.uploader():
         stored = await site.store_study("DS1", 3)
@@ -18,6 +20,8 @@ async def test_delivers_to_the_default_bucket_then_frees_the_buffer(site, destin
         key = destination_key("", "DS1", s.study_uid, s.series_uid, s.sop_instance_uid)
         data = destination_store.get_bytes(key)
         assert (len(data), hashlib.sha256(data).hexdigest()) == (s.size, s.sha256)
+    assert len(list(destination_store.list())) == 3  # one object per SOP Instance
+    assert sorted(destination_puts().values()) == [1, 1, 1]  # each written once
     assert site.buffered() == []
     assert site.of_type("instance.failed") == []
 
@@ -38,7 +42,9 @@ async def test_datashare_bucket_prefix_and_credentials(site, s3):
     assert hashlib.sha256(other.get_bytes(key)).hexdigest() == stored.sha256
 
 
-async def test_identical_object_already_there_counts_as_delivered(site, destination_store):
+async def test_identical_object_already_there_counts_as_delivered(
+    site, destination_store, destination_puts
+):
     await site.add_datashare("DS1")
     data = site.dicom_bytes(site.new_uid(), site.new_uid())
     async with site.uploader():
@@ -48,6 +54,7 @@ async def test_identical_object_already_there_counts_as_delivered(site, destinat
         first, again = await site.wait_for("instance.uploaded", 2)
     assert (first.data.already_present, again.data.already_present) == (False, True)
     assert len(list(destination_store.list())) == 1
+    assert list(destination_puts().values()) == [1]  # found there: not written again
 
 
 async def test_wrong_keys_are_a_permanent_failure(site, destination_store):

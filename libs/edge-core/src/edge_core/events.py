@@ -105,6 +105,15 @@ class InstanceUploaded(InstanceRef):
     already_present: bool = False
 
 
+class InstanceSuperseded(InstanceRef):
+    """The uploader will never send this version: a newer one of the same SOP Instance UID
+    (a later instance.stored) was received, and the destination must end with that one. Like
+    instance.uploaded, it resolves the instance.stored event of this ``key``."""
+
+    stream_seq: int  # of this version's instance.stored event
+    newer_stream_seq: int  # of the newest version's instance.stored event
+
+
 class InstanceFailed(InstanceRef):
     destination: str
     attempt: int
@@ -199,6 +208,11 @@ class InstanceUploadedEvent(_Envelope):
     data: InstanceUploaded
 
 
+class InstanceSupersededEvent(_Envelope):
+    type: Literal["instance.superseded"] = "instance.superseded"
+    data: InstanceSuperseded
+
+
 class InstanceFailedEvent(_Envelope):
     type: Literal["instance.failed"] = "instance.failed"
     data: InstanceFailed
@@ -242,6 +256,7 @@ Event = Annotated[
     | InstanceStoredEvent
     | InstanceRefusedEvent
     | InstanceUploadedEvent
+    | InstanceSupersededEvent
     | InstanceFailedEvent
     | InstanceDeadLetteredEvent
     | InstanceRetryRequestedEvent

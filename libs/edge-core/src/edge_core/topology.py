@@ -25,6 +25,12 @@ MONITOR_CONSUMER = "monitor"
 # Current state of every datashare, keyed by Datashare ID (a last-value stream): receivers
 # and uploaders read it at start and watch it, so they never need the registry itself.
 DATASHARES_BUCKET = "edge_datashares"
+# Per (datashare, SOP Instance UID): the newest version (stream sequence of its instance.stored
+# event) and the one being delivered, so that no older version overwrites a newer one at a
+# destination (edge_uploader.versions). Entries expire: far longer than any message stays
+# unacknowledged (the uploader's retries last about a day).
+VERSIONS_BUCKET = "edge_uploader_versions"
+VERSIONS_MAX_AGE_S = 30 * 24 * 3600.0
 
 # The monitor folds events strictly in stream order (it skips what is at or below its stored
 # position), so no newer event may be delivered while an older one is unacknowledged, e.g.
@@ -99,14 +105,18 @@ async def ensure_topology(
     # CONSUMER.CREATE without an action creates or updates: safe from every process at once.
     await js.add_consumer(settings.events_stream, uploader_consumer_config(tuning))
     await js.add_consumer(settings.events_stream, monitor_consumer_config())
+    await _ensure_bucket(js, DATASHARES_BUCKET, settings.events_replicas)
+    await _ensure_bucket(js, VERSIONS_BUCKET, settings.events_replicas, VERSIONS_MAX_AGE_S)
+
+
+async def _ensure_bucket(
+    js: JetStreamContext, bucket: str, replicas: int, ttl_s: float | None = None
+) -> None:
     try:
-        await js.key_value(DATASHARES_BUCKET)
+        await js.key_value(bucket)
     except BucketNotFoundError:
         await js.create_key_value(
             KeyValueConfig(
-                bucket=DATASHARES_BUCKET,
-                history=1,
-                storage=StorageType.FILE,
-                replicas=settings.events_replicas,
+                bucket=bucket, history=1, ttl=ttl_s, storage=StorageType.FILE, replicas=replicas
             )
         )

@@ -6,6 +6,11 @@ either the buffered object is gone (so it was delivered or dead-lettered: ack) o
 delivered again to the same key / SOP Instance UID, where the destination already holds it.
 Events take ids derived from the message, so a repeat within JetStream's duplicate window
 is dropped. Dead letters follow the same order: copy to quarantine, publish, delete, ack.
+
+Versions (edge_uploader.versions): before a delivery, the version is claimed; one older than
+the newest received is superseded (``instance.superseded``, delete, ack: never sent), one
+newer than a version still being sent waits (nak). Every attempt's end releases the claim
+first, before any ack or nak, so a newer version never waits on a message already settled.
 """
 
 import asyncio
@@ -33,6 +38,8 @@ from edge_core.events import (
     InstanceRef,
     InstanceRetryRequestedEvent,
     InstanceStoredEvent,
+    InstanceSuperseded,
+    InstanceSupersededEvent,
     InstanceUploaded,
     InstanceUploadedEvent,
     parse_event,
@@ -46,6 +53,7 @@ from edge_uploader.config import UploaderSettings
 from edge_uploader.destinations import DeliveryError, Destination, Item, Outcome, failed
 from edge_uploader.routing import Router
 from edge_uploader.spool import spool
+from edge_uploader.versions import Decision, Versions
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,9 @@ KEEPALIVE_S = ConsumerTuning().ack_wait_s / 3
 class Quarantined(BaseModel):
     datashare: str
     ref: InstanceRef
+    # Stream sequence of the version's instance.stored event (absent: quarantined before
+    # versions were tracked; the retry then counts as the newest version).
+    version: int | None = None
 
 
 @dataclass
@@ -70,6 +81,8 @@ class Work:
     source_key: str  # the buffer key, or the quarantine key when staff asked for a retry
     attempt: int
     seq: int
+    # Which version this is: the stream sequence of its instance.stored event.
+    version: int
 
     def event_id(self, kind: str, attempt: int = 0) -> str:
         """The same for a repeat of the same step, so JetStream drops the repeat."""
@@ -83,6 +96,7 @@ class Uploader:
     buffer: ObjectStore
     router: Router
     settings: UploaderSettings
+    versions: Versions
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Deliver and settle a batch of messages; several instances of one study to one
@@ -94,7 +108,7 @@ class Uploader:
             except Exception:  # e.g. the buffer is down: the message comes back after the ack wait
                 log.exception("cannot handle the event on %s", msg.subject)
                 continue
-            if work is None:
+            if work is None or not await self._claim(work):
                 continue
             if work.attempt > self.settings.uploader_max_attempts:
                 # Delivered that often without ever settling: it crashes uploaders (or they
@@ -129,7 +143,7 @@ class Uploader:
         attempt, seq = meta.num_delivered, meta.sequence.stream
         if isinstance(event, InstanceStoredEvent) and event.datashare:
             ref = InstanceRef.model_validate(event.data.model_dump(include=_REF_FIELDS))
-            return Work(msg, event.datashare, ref, ref.key, attempt, seq)
+            return Work(msg, event.datashare, ref, ref.key, attempt, seq, seq)
         if isinstance(event, InstanceRetryRequestedEvent):
             key = event.data.quarantine_key
             try:
@@ -148,10 +162,51 @@ class Uploader:
                 await msg.term()
                 return None
             q = Quarantined.model_validate_json(raw)
-            return Work(msg, q.datashare, q.ref, key, attempt, seq)
+            return Work(msg, q.datashare, q.ref, key, attempt, seq, q.version or seq)
         log.warning("ignoring %s event %s", event.type, event.id)
         await msg.ack()
         return None
+
+    async def _claim(self, work: Work) -> bool:
+        """Whether to deliver this version now; if not, its message is settled here."""
+        try:
+            claim = await self.versions.claim(
+                work.datashare, work.ref.sop_instance_uid, work.version
+            )
+            if claim.decision is Decision.SUPERSEDED:
+                await self._superseded(work, claim.newest)
+            elif claim.decision is Decision.WAIT:
+                # Not a failure: look again soon (the older one ends within an ack wait of
+                # its sender's crash, or when its delivery ends).
+                delay = min(self._backoff_s(work), ConsumerTuning().ack_wait_s)
+                log.info("%s waits %.1f s for an older version to land", work.ref.key, delay)
+                await work.msg.nak(delay=delay)
+        except Exception:  # NATS away: the message comes back after the ack wait
+            log.exception("cannot claim %s", work.ref.key)
+            return False
+        return claim.decision is Decision.DELIVER
+
+    async def _release(self, work: Work) -> None:
+        await self.versions.release(work.datashare, work.ref.sop_instance_uid, work.version)
+
+    async def _superseded(self, work: Work, newest: int) -> None:
+        data = InstanceSuperseded(
+            **work.ref.model_dump(), stream_seq=work.version, newer_stream_seq=newest
+        )
+        event = InstanceSupersededEvent(
+            id=work.event_id("superseded"), datashare=work.datashare, data=data
+        )
+        await publish(self.js, event)
+        await asyncio.to_thread(self.buffer.delete, work.source_key)
+        await work.msg.ack()
+        log.info("%s superseded by a newer version (stream sequence %d)", work.ref.key, newest)
+
+    def _backoff_s(self, work: Work) -> float:
+        return retry.backoff_s(
+            work.attempt,
+            self.settings.uploader_backoff_initial_s,
+            self.settings.uploader_backoff_max_s,
+        )
 
     async def _deliver(self, destination: Destination, works: list[Work]) -> None:
         paths: list[Path] = []
@@ -183,6 +238,7 @@ class Uploader:
             return None
         if spooled is None:  # deleted after delivery (or dead-lettering): only the ack was lost
             log.info("%s is no longer buffered: already settled", work.source_key)
+            await self._release(work)
             await work.msg.ack()
             return None
         paths.append(spooled.path)
@@ -194,6 +250,7 @@ class Uploader:
 
     async def _settle(self, work: Work, url: str, outcome: Outcome) -> None:
         try:
+            await self._release(work)  # this attempt is over: a newer version may go
             if outcome.delivered:
                 await self._uploaded(work, url, outcome.already_present)
             else:
@@ -219,11 +276,7 @@ class Uploader:
 
     async def _settle_failure(self, work: Work, url: str, error: str, permanent: bool) -> None:
         final = permanent or work.attempt >= self.settings.uploader_max_attempts
-        delay = retry.backoff_s(
-            work.attempt,
-            self.settings.uploader_backoff_initial_s,
-            self.settings.uploader_backoff_max_s,
-        )
+        delay = self._backoff_s(work)
         data = InstanceFailed(
             **work.ref.model_dump(),
             destination=url,
@@ -247,7 +300,9 @@ class Uploader:
     async def _dead_letter(self, work: Work, url: str, error: str) -> None:
         qkey = quarantine_key(work.ref.key)
         if work.source_key != qkey:
-            meta = Quarantined(datashare=work.datashare, ref=work.ref).model_dump_json()
+            meta = Quarantined(
+                datashare=work.datashare, ref=work.ref, version=work.version
+            ).model_dump_json()
             try:
                 await asyncio.to_thread(
                     self.buffer.client.copy_object,

@@ -12,10 +12,12 @@ from edge_core.bus import close, connect_when_ready
 from edge_core.datashare_table import DatashareTable
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
+from edge_core.topology import VERSIONS_BUCKET
 from edge_uploader.config import UploaderSettings
 from edge_uploader.consumer import consume
 from edge_uploader.deliver import Uploader
 from edge_uploader.routing import Router
+from edge_uploader.versions import Versions
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,8 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
             settings.uploader_concurrency,
             settings.default_destination,
         )
-        uploader = Uploader(js, buffer, router, settings)
+        versions = Versions(await js.key_value(VERSIONS_BUCKET))
+        uploader = Uploader(js, buffer, router, settings, versions)
         await consume(
             js, settings.events_stream, settings.uploader_concurrency, uploader.handle, stop
         )
