@@ -102,8 +102,12 @@ def datashare_status(
         "ae_title": ds.ae_title,
         "match": ds.match,
         "enabled": ds.enabled,
+        # distinct SOP instances (a re-send with other bytes is a new version of one)
         "instances_received": ds.received,
         "instances_uploaded": ds.uploaded,
+        # SOP instances received in more than one version, and the versions received
+        "instances_replaced": ds.replaced,
+        "versions_received": ds.versions,
         # failed and not delivered: being retried, or dead-lettered
         "instances_failed": ds.failing + ds.dead,
         "instances_retrying": ds.failing,
@@ -182,9 +186,9 @@ def _association(a: m.Association) -> dict[str, Any]:
         "started_at": a.started_at,
         "ended_at": a.ended_at,
         "last_instance_at": a.last_instance_at,
-        "instances": a.instances,
-        "bytes": a.bytes,
-        "failures": a.failures,
+        "instances": max(a.instances, a.reported_instances),
+        "bytes": max(a.bytes, a.reported_bytes),
+        "failures": max(a.failures, a.reported_failures),
         "reason": a.reason,
     }
 
