@@ -5,6 +5,7 @@ import logging
 import time
 from collections.abc import Sequence
 
+import nats.errors
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 from sqlalchemy import text
@@ -155,6 +156,11 @@ async def consume(
                     await msg.ack()
         except asyncio.CancelledError:
             raise
+        except nats.errors.ConnectionClosedError:
+            # We closed it (the client reconnects for ever otherwise): the monitor is stopping,
+            # and nats-py may turn the cancellation into this error.
+            log.debug("the NATS connection is closed: the event consumer stops")
+            return
         except Exception as exc:
             log.warning("event consumer interrupted (%r); retrying", exc)
             await asyncio.sleep(1.0)
