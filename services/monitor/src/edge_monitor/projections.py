@@ -20,7 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
 from edge_core import events as ev
@@ -443,11 +443,12 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
 def _selected(session: Session, calling_ae: str, called_ae: str) -> str | None:
     session.flush()  # writer sessions do not autoflush
     d = m.Datashare
+    title = func.upper(func.trim(d.ae_title))  # compared ignoring case and surrounding spaces
     return session.scalars(
         select(d.id).where(
             d.deleted.is_(False),
-            ((d.match == "called") & (d.ae_title == called_ae))
-            | ((d.match == "calling") & (d.ae_title == calling_ae)),
+            ((d.match == "called") & (title == called_ae.strip().upper()))
+            | ((d.match == "calling") & (title == calling_ae.strip().upper())),
         )
     ).first()
 
