@@ -1,11 +1,11 @@
 """The migrations create exactly the tables the models describe."""
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-
-from datetime import UTC, datetime
 
 from edge_monitor import db
 from edge_monitor.config import MonitorSettings
