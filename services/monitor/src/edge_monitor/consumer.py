@@ -67,6 +67,7 @@ def fold_or_skip(sessions: sessionmaker[Session], batch: Sequence[tuple[int, byt
                 log.exception("skipping the event at stream sequence %d", item[0])
                 projections.lock_position(session)
                 projections.skip(session, item[0])
+                projections.end_batch(session)
 
 
 async def stream_identity(js: JetStreamContext, stream: str) -> str:
