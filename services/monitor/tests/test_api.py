@@ -210,8 +210,13 @@ async def test_a_new_version_is_one_instance_beside_its_replacement(client, feed
 
 
 async def test_rejections_suggest_the_datashare_meant(client, feed, folding):
+    from datetime import timedelta
+
+    from edge_core.events import utcnow
+
+    recently = utcnow() - timedelta(minutes=5)  # the API lists the last 24 h's
     # Rejected before its datashare existed: 'CT_LATE' was meant (case and spaces aside).
-    await feed.rejected("PACS", " ct_late ", "10.0.0.5", feed.at(0))
+    await feed.rejected("PACS", " ct_late ", "10.0.0.5", recently)
     await feed.datashare("CT_LATE")
     await feed.datashare("CT_TRIAL")
     await feed.datashare("MR_PACS", ae_title="MRSUB", match="calling")
@@ -223,7 +228,7 @@ async def test_rejections_suggest_the_datashare_meant(client, feed, folding):
         ("PACS", "MR"),  # two characters off a two-character title is no typo
         ("PACS", "SOMETHING_ELSE"),
     ]:
-        await feed.rejected(calling, called, "10.0.0.5", feed.at(1))
+        await feed.rejected(calling, called, "10.0.0.5", recently)
     await folding.reach(feed.last_seq)
 
     status = (await client.get("/api/v1/status", headers=AUTH)).json()
