@@ -63,6 +63,9 @@ STORY: list[ev.Event] = [
     ev.InstanceRetryRequestedEvent(datashare=DS, time=at(10), data=ev.InstanceRetryRequested(
         quarantine_key=quarantine_key(V2["key"]))),
     ev.InstanceUploadedEvent(datashare=DS, time=at(11), data=ev.InstanceUploaded(**V2, **DEST)),
+    # staff asked twice: the second request comes after the delivery, and changes nothing
+    ev.InstanceRetryRequestedEvent(datashare=DS, time=at(11.5), data=ev.InstanceRetryRequested(
+        quarantine_key=quarantine_key(V2["key"]))),
     ev.DatashareUpdatedEvent(datashare=DS, time=at(12), data=ev.DatashareChanged(
         datashare=Datashare(id=DS, ae_title=DS, description="second"))),
 ]  # fmt: skip

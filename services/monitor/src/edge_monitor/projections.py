@@ -293,13 +293,13 @@ def _sop(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.
 
 def _state(inst: m.Instance) -> str:
     """The version's state, from the latest sequence of each kind of event about it (so the
-    same whatever order they were folded in). A delivery cycle starts when the version
-    arrives (again) or staff ask to retry it; within the cycle, a delivery wins over any
-    failure (a late failure report of a parallel attempt never undoes it), then a dead
-    letter over a failed attempt."""
-    cycle = max(inst.stored_seq, inst.retry_seq)
-    if inst.uploaded_seq > cycle:
+    same whatever order they were folded in). Delivered since it last arrived: uploaded (a
+    late failure report of a parallel attempt, or a second retry request, never undoes a
+    delivery). Otherwise a cycle of attempts starts when it arrived or staff last asked to
+    retry it, and within it a dead letter wins over a failed attempt."""
+    if inst.uploaded_seq > inst.stored_seq:
         return "uploaded"
+    cycle = max(inst.stored_seq, inst.retry_seq)
     if inst.dead_seq > cycle:
         return "dead"
     if inst.failed_seq > cycle:
