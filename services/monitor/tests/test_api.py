@@ -224,3 +224,94 @@ def test_real_server_stops_an_endless_body(monitor_process, settings, token):
     assert status == (413 if token == "test-token" else 401)
     # What the server never read stays in socket buffers (a few MiB on loopback).
     assert sent < settings.api_max_body_bytes + 32 * 1024 * 1024
+
+
+async def scrape(client) -> dict:
+    text = (await client.get("/metrics", headers=AUTH)).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_a_new_version_is_one_instance_beside_its_replacement(client, feed, folding):
+    """A SOP instance re-sent with other bytes is a new version (another buffer key) of the
+    same instance: the destination holds one, so the counts show one, and it is uploaded
+    when its newest version is."""
+    ds = "VERSIONS"
+    await feed.datashare(ds)
+    old = await feed.stored(ds, "a1", "1.9", "1.9.1", feed.at(1), size=1000, sha="aa" * 32)
+    other = await feed.stored(ds, "a1", "1.9", "1.9.2", feed.at(1), size=1000)
+    await feed.uploaded(ds, old, feed.at(2))
+    await feed.uploaded(ds, other, feed.at(2))
+    new = await feed.stored(ds, "a1", "1.9", "1.9.1", feed.at(3), size=2000, sha="bb" * 32)
+    await folding.reach(feed.last_seq)
+
+    def counts(doc: dict) -> tuple:
+        return tuple(doc[f"instances_{c}"] for c in ("received", "uploaded", "pending", "replaced"))
+
+    doc = (await client.get(f"/api/v1/datashares/{ds}/status", headers=AUTH)).json()
+    # the new version is waiting: the instance is no longer delivered as the PACS last sent it
+    assert counts(doc) == (2, 1, 1, 1) and doc["versions_received"] == 3
+    assert (doc["bytes_received"], doc["bytes_pending"]) == (3000, 2000)
+    assert doc["studies"][0]["instances_received"] == 2
+    samples = await scrape(client)
+    label = (("datashare", ds),)
+    assert samples[("edge_instances_received_total", label)] == 2
+    assert samples[("edge_instances_replaced_total", label)] == 1
+    assert samples[("edge_instance_versions_total", label)] == 3
+    assert samples[("edge_instances_pending", label)] == 1
+
+    await feed.uploaded(ds, new, feed.at(4))
+    await feed.uploaded(ds, old, feed.at(5))  # a late report about the old version
+    await folding.reach(feed.last_seq)
+    doc = (await client.get(f"/api/v1/datashares/{ds}/status", headers=AUTH)).json()
+    assert counts(doc) == (2, 2, 0, 1)
+    assert "everything received was uploaded" in doc["health"]["reason"]
+
+
+async def test_rejections_suggest_the_datashare_meant(client, feed, folding):
+    from datetime import timedelta
+
+    from edge_core.events import utcnow
+
+    recently = utcnow() - timedelta(minutes=5)  # the API lists the last 24 h's
+    # Rejected before its datashare existed: 'CT_LATE' was meant (case and spaces aside).
+    await feed.rejected("PACS", " ct_late ", "10.0.0.5", recently)
+    await feed.datashare("CT_LATE")
+    await feed.datashare("CT_TRIAL")
+    await feed.datashare("MR_PACS", ae_title="MRSUB", match="calling")
+    await feed.datashare("US")
+    for calling, called in [
+        ("PACS", "CT_TRAIL"),  # two characters swapped
+        ("PACS", " ct_trial "),  # the datashare's own title (it refused: disabled, say)
+        ("MRSUBB", "ANYTHING"),  # calling mode: one character too many
+        ("PACS", "MR"),  # two characters off a two-character title is no typo
+        ("PACS", "SOMETHING_ELSE"),
+    ]:
+        await feed.rejected(calling, called, "10.0.0.5", recently)
+    await folding.reach(feed.last_seq)
+
+    status = (await client.get("/api/v1/status", headers=AUTH)).json()
+    meant = {
+        (r["calling_ae"], r["called_ae"]): r["suggestion"] and r["suggestion"]["datashare"]
+        for r in status["rejections"]
+    }
+    assert meant == {
+        ("PACS", " ct_late "): "CT_LATE",
+        ("PACS", "CT_TRAIL"): "CT_TRIAL",
+        ("PACS", " ct_trial "): None,
+        ("MRSUBB", "ANYTHING"): "MR_PACS",
+        ("PACS", "MR"): None,
+        ("PACS", "SOMETHING_ELSE"): None,
+    }
+    # AE titles are compared ignoring case and surrounding spaces: that rejection came from
+    # the datashare itself, and the status says so rather than "did you mean".
+    [own] = [r for r in status["rejections"] if r["called_ae"] == " ct_trial "]
+    assert own["datashare"] == "CT_TRIAL"
+    [typo] = [r for r in status["rejections"] if r["called_ae"] == "CT_TRAIL"]
+    assert typo["suggestion"]["text"] == (
+        "Did you mean called AE title 'CT_TRIAL' (datashare 'CT_TRIAL')?"
+    )
+    assert any(p.endswith(typo["suggestion"]["text"]) for p in status["problems"])

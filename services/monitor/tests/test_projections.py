@@ -219,6 +219,43 @@ async def test_redelivered_events_are_not_counted_twice(feed, js, settings, engi
     assert ds["studies"][0]["instances_received"] == 5
 
 
+async def test_a_batch_redelivered_after_newer_events_is_counted(feed, js, settings, engine):
+    """The consumer fetched a batch and was interrupted before acknowledging it; bound again,
+    it fetched and folded newer events (max_ack_pending allows it); then the old batch came
+    back. Every event of it is counted."""
+    await feed.datashare("DS4")
+    refs = [await feed.stored("DS4", "a1", "4.1", f"4.1.{i}", feed.at(i)) for i in range(3)]
+    sub = await js.pull_subscribe_bind(MONITOR_CONSUMER, stream=settings.events_stream)
+    old = await sub.fetch(100, timeout=5)  # never acknowledged
+    assert len(old) == 4
+    for ref in refs[:2]:
+        await feed.uploaded("DS4", ref, feed.at(10))
+    await feed.stored("DS4", "a1", "4.1", "4.1.9", feed.at(11))
+    newer = await sub.fetch(100, timeout=5)
+    assert min(m.metadata.sequence.stream for m in newer) > 4
+    assert fold(db.writer(engine), [(m.metadata.sequence.stream, m.data) for m in newer]) == 3
+    for msg in newer:
+        await msg.ack()
+    for msg in old:
+        await msg.nak()
+
+    again = []
+    while len(again) < 4:  # a fetch returns what has been redelivered so far
+        again += await sub.fetch(100, timeout=5)
+    assert fold(db.writer(engine), [(m.metadata.sequence.stream, m.data) for m in again]) == 4
+    for msg in again:
+        await msg.ack()
+
+    from edge_monitor.status import status
+
+    with db.reader(engine)() as session:
+        doc = status(session, settings, feed.at(20))
+    [ds] = doc["datashares"]
+    assert (ds["instances_received"], ds["instances_uploaded"], ds["instances_pending"]) == (
+        4, 2, 2)  # fmt: skip
+    assert doc["monitor"]["position"] == feed.last_seq  # every sequence up to the last
+
+
 async def test_datashare_changes_and_deletion(feed, folding):
     from edge_core import events as ev
     from edge_core.datashares import Datashare

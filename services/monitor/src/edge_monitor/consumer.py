@@ -18,6 +18,9 @@ from edge_monitor import projections
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 300.0
+# How often the position moves to the consumer's ack floor: past sequences the stream no
+# longer holds, so the applied sequences above the low-water mark stay few.
+ADVANCE_EVERY_S = 10.0
 
 
 def fold(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) -> int:
@@ -64,6 +67,7 @@ def fold_or_skip(sessions: sessionmaker[Session], batch: Sequence[tuple[int, byt
                 log.exception("skipping the event at stream sequence %d", item[0])
                 projections.lock_position(session)
                 projections.skip(session, item[0])
+                projections.end_batch(session)
 
 
 async def stream_identity(js: JetStreamContext, stream: str) -> str:
@@ -80,6 +84,21 @@ def adopt_stream(sessions: sessionmaker[Session], stream: str) -> None:
                 "on top of what was counted before",
                 stream,
             )
+        projections.end_batch(session)
+
+
+def advance(sessions: sessionmaker[Session], stream: str, floor: int) -> None:
+    """Move the position to the consumer's ack floor, if it counts in the same stream."""
+    with sessions.begin() as session:
+        projections.lock_position(session)
+        if projections.stream_of(session) == stream:
+            projections.advance(session, floor)
+        projections.end_batch(session)
+
+
+async def ack_floor(js: JetStreamContext, stream: str) -> int:
+    info = await js.consumer_info(stream, MONITOR_CONSUMER)
+    return info.ack_floor.stream_seq if info.ack_floor else 0
 
 
 def prune(sessions: sessionmaker[Session]) -> None:
@@ -94,21 +113,26 @@ async def consume(
     batch_size: int = 500,
 ) -> None:
     """Run for ever: fetch, fold, then acknowledge (after the commit, so a crash in between
-    means a redelivery, which the stored position turns into a no-op)."""
+    means a redelivery, which the stored position turns into a no-op, in whatever order it
+    comes back)."""
     while True:
         try:
             stream = await stream_identity(js, settings.events_stream)
             await asyncio.to_thread(adopt_stream, sessions, stream)
             sub = await js.pull_subscribe_bind(MONITOR_CONSUMER, stream=settings.events_stream)
-            pruned = 0.0
+            pruned = advanced = 0.0
             high = 0  # the highest stream sequence fetched since binding
             while True:
                 if time.monotonic() - pruned > PRUNE_EVERY_S:
                     await asyncio.to_thread(prune, sessions)
                     pruned = time.monotonic()
+                if time.monotonic() - advanced > ADVANCE_EVERY_S:
+                    floor = await ack_floor(js, settings.events_stream)
+                    await asyncio.to_thread(advance, sessions, stream, floor)
+                    advanced = time.monotonic()
                 try:
                     msgs = await sub.fetch(min(batch_size, MONITOR_MAX_BATCH), timeout=1.0)
-                except nats.errors.TimeoutError:
+                except TimeoutError:  # nothing new (nats-py raises its own or asyncio's)
                     continue
                 if not msgs:  # a fetch can end with only status messages
                     continue
@@ -133,6 +157,11 @@ async def consume(
                     await msg.ack()
         except asyncio.CancelledError:
             raise
+        except nats.errors.ConnectionClosedError:
+            # We closed it (the client reconnects for ever otherwise): the monitor is stopping,
+            # and nats-py may turn the cancellation into this error.
+            log.debug("the NATS connection is closed: the event consumer stops")
+            return
         except Exception as exc:
             log.warning("event consumer interrupted (%r); retrying", exc)
             await asyncio.sleep(1.0)

@@ -13,14 +13,20 @@ from edge_monitor.backlog import Backlog
 
 # (metric name, kind, help, the datashare columns whose sum it is)
 _PER_DATASHARE = [
-    ("edge_instances_received", "counter", "Distinct instances received", ["received"]),
-    ("edge_instances_uploaded", "gauge", "Instances delivered", ["uploaded"]),
+    ("edge_instances_received", "counter", "Distinct SOP instances received", ["received"]),
+    ("edge_instances_uploaded", "gauge", "SOP instances whose newest version was delivered",
+     ["uploaded"]),
+    ("edge_instances_replaced", "counter", "SOP instances received in more than one version",
+     ["replaced"]),
+    ("edge_instance_versions", "counter", "Versions received (a re-send with other bytes is one)",
+     ["versions"]),
     ("edge_instances_pending", "gauge", "Instances waiting in the buffer", ["pending", "failing"]),
     ("edge_instances_retrying", "gauge", "Instances whose last upload failed", ["failing"]),
     ("edge_instances_dead_lettered", "gauge", "Instances dead-lettered", ["dead"]),
     ("edge_instances_refused", "counter", "C-STORE requests answered with a failure", ["refused"]),
     ("edge_upload_failures", "counter", "Failed upload attempts", ["failures"]),
-    ("edge_bytes_received", "counter", "Bytes of distinct instances received", ["received_bytes"]),
+    ("edge_bytes_received", "counter", "Bytes of the SOP instances received (newest versions)",
+     ["received_bytes"]),
     ("edge_bytes_uploaded", "gauge", "Bytes delivered", ["uploaded_bytes"]),
     ("edge_associations", "counter", "Associations accepted", ["associations_total"]),
     ("edge_associations_rejected", "counter", "Rejected associations that named this datashare",

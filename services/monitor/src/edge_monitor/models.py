@@ -30,7 +30,10 @@ class Base(DeclarativeBase):
 
 
 class Position(Base):
-    """The last stream sequence folded into the projections, written in the same transaction."""
+    """Which events are folded, written in the same transaction as their changes: every
+    stream sequence up to ``seq`` (the low-water mark), and those above it listed in
+    ``monitor_applied`` (events can be delivered out of order: a redelivered batch comes
+    back after newer events were folded)."""
 
     __tablename__ = "monitor_position"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -38,6 +41,13 @@ class Position(Base):
     # Which stream the sequence counts in (name and creation time): a stream created anew
     # (JetStream state lost) starts again at 1.
     stream: Mapped[str] = mapped_column(Text, default="")
+
+
+class Applied(Base):
+    """A stream sequence above the position's low-water mark that is already folded."""
+
+    __tablename__ = "monitor_applied"
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
 
 
 class Datashare(Base):
@@ -49,8 +59,12 @@ class Datashare(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime | None]
+    # The stream sequence of the datashare event that set the fields above: an older one
+    # folded later (redelivered) changes nothing.
+    changed_seq: Mapped[int] = mapped_column(default=0)
 
-    # Distinct instances (buffer keys) received, and how many of them are in each state.
+    # Distinct SOP instances received, and how many of them are in each state (the state
+    # of their newest version); bytes are those of the newest versions.
     received: Mapped[int] = mapped_column(default=0)
     received_bytes: Mapped[int] = mapped_column(default=0)
     pending: Mapped[int] = mapped_column(default=0)
@@ -61,6 +75,9 @@ class Datashare(Base):
     uploaded_bytes: Mapped[int] = mapped_column(default=0)
     dead: Mapped[int] = mapped_column(default=0)
     dead_bytes: Mapped[int] = mapped_column(default=0)
+    # Versions (buffer keys) received, and SOP instances received in more than one version.
+    versions: Mapped[int] = mapped_column(default=0)
+    replaced: Mapped[int] = mapped_column(default=0)
 
     failures: Mapped[int] = mapped_column(default=0)  # failed upload attempts
     last_error: Mapped[str] = mapped_column(Text, default="")
@@ -81,8 +98,12 @@ class Datashare(Base):
 
 
 class Instance(Base):
-    """One buffered object. The key holds datashare, UIDs and digest: the same SOP Instance
-    re-sent with the same bytes is the same row; with other bytes, a new version (row)."""
+    """One version of a SOP instance: a buffered object. The key holds datashare, UIDs and
+    digest: the same SOP Instance re-sent with the same bytes is the same row; with other
+    bytes, a new version (row).
+
+    Its state is a function of the latest stream sequence of each kind of event about it, so
+    that folding its events in any order gives the same state: see ``projections._state``."""
 
     __tablename__ = "monitor_instances"
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
@@ -97,12 +118,33 @@ class Instance(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     destination: Mapped[str] = mapped_column(Text, default="")
     quarantine_key: Mapped[str | None] = mapped_column(String(600))
+    stored_seq: Mapped[int] = mapped_column(default=0)  # 0: its instance.stored not yet seen
+    retry_seq: Mapped[int] = mapped_column(default=0)
+    failed_seq: Mapped[int] = mapped_column(default=0)
+    dead_seq: Mapped[int] = mapped_column(default=0)
+    uploaded_seq: Mapped[int] = mapped_column(default=0)
+    last_seq: Mapped[int] = mapped_column(default=0)  # of any event about it (sets state_at)
 
     __table_args__ = (
         Index("ix_monitor_instances_state", "datashare", "state", "received_at"),
         Index("ix_monitor_instances_quarantine", "quarantine_key"),
         Index("ix_monitor_instances_state_at", "state", "state_at"),
     )
+
+
+class SopInstance(Base):
+    """A distinct SOP instance of a datashare: what the counters count. Its state and size are
+    those of its newest version (the one whose instance.stored is latest in the stream)."""
+
+    __tablename__ = "monitor_sop_instances"
+    datashare: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(Text, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(Text)
+    newest_key: Mapped[str] = mapped_column(String(512))
+    newest_seq: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(default=0)
+    versions: Mapped[int] = mapped_column(default=0)
 
 
 class Study(Base):
@@ -136,6 +178,10 @@ class Association(Base):
     bytes: Mapped[int] = mapped_column(default=0)
     failures: Mapped[int] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
+    # As counted by the receiver when it ended (instances etc. above: its events folded).
+    reported_instances: Mapped[int] = mapped_column(default=0)
+    reported_bytes: Mapped[int] = mapped_column(default=0)
+    reported_failures: Mapped[int] = mapped_column(default=0)
 
     __table_args__ = (
         Index("ix_monitor_associations_state", "datashare", "state"),

@@ -2,15 +2,25 @@
 
 ``apply(session, event, seq)`` folds one event. It is a pure function of the event stream
 (it reads event times, never the clock), so replaying the stream into empty tables
-(``rebuild``) gives the same status. The stream sequence is stored in the same transaction:
-an event redelivered by JetStream (at-least-once) is recognised and skipped.
+(``rebuild``) gives the same status. Which stream sequences are folded is stored in the same
+transaction (a low-water mark and the sequences applied above it), so an event redelivered
+by JetStream (at-least-once) is recognised and skipped whatever the order of delivery.
+
+Events may be folded out of stream order (a batch redelivered after newer ones were folded):
+every handler gives the same result in any order. Instance states are a function of the
+latest sequence of each kind of event (``_state``); other fields keep the latest by time or
+by sequence, and counts add up.
+
+Counters count distinct SOP instances (per datashare, by SOP Instance UID): a re-send with
+other bytes is a new version (buffer key), counted in ``versions``/``replaced``, and the SOP
+instance takes the state of its newest version (the latest ``instance.stored``).
 """
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, inspect, select
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
 from edge_core import events as ev
@@ -19,6 +29,7 @@ from edge_monitor import models as m
 T = TypeVar("T")
 
 POSITION = "events"
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 # Throughput buckets older than this are pruned (only the last minute is read), and so are
 # rejections (listed for a day by default). Pruning never changes what the status shows.
 RATE_RETENTION_S = 3600
@@ -37,33 +48,46 @@ def adopt_stream(session: Session, stream: str) -> bool:
     created anew, its sequences start again at 1), rewind the position so that its events
     are folded on top of what was counted before; True if so."""
     row = _position(session)
-    rewound = bool(row.stream) and row.stream != stream and row.seq > 0
+    rewound = bool(row.stream) and row.stream != stream and (row.seq > 0 or bool(_applied(session)))
     if rewound:
         row.seq = 0
+        _forget_applied(session)
     row.stream = stream
     return rewound
 
 
+def stream_of(session: Session) -> str:
+    return _position(session).stream
+
+
 def apply(session: Session, event: ev.Event, seq: int) -> bool:
-    """Fold one event at stream sequence ``seq``; False if it was already applied."""
-    row = _position(session)
-    if seq <= row.seq:
+    """Fold one event at stream sequence ``seq``; False if it was already applied (whatever
+    the order in which events and their redeliveries arrive)."""
+    if _is_applied(session, seq):
         return False
     handler = _HANDLERS.get(event.type)
     if handler is not None:
         handler(session, event, seq)
-    row.seq = seq
+    _applied(session).add(seq)
     return True
 
 
 def skip(session: Session, seq: int) -> None:
     """Record ``seq`` as seen without folding it (an event that cannot be read or folded)."""
+    _applied(session).add(seq)
+
+
+def advance(session: Session, floor: int) -> None:
+    """Every stream sequence up to ``floor`` is folded (the consumer's ack floor: we
+    acknowledge only after committing; or the end of a rebuild's in-order replay), so the
+    low-water mark moves there, past any sequences the stream no longer holds."""
     row = _position(session)
-    row.seq = max(row.seq, seq)
+    row.seq = max(row.seq, floor)
 
 
 def end_batch(session: Session) -> None:
     """Write the batch's changes and forget its rows (a rebuild folds many batches)."""
+    _settle_applied(session)
     session.flush()
     session.info.pop("rows", None)
 
@@ -85,7 +109,46 @@ def reset(session: Session) -> None:
     if row is not None:
         row.seq = 0
     session.info.pop("rows", None)
+    session.info.pop("applied", None)
     session.flush()
+
+
+# --- which events are folded: a low-water mark and the sequences applied above it -------
+
+
+def _applied(session: Session) -> set[int]:
+    """The sequences above the low-water mark known to be folded (stored, or in this
+    transaction); read once per transaction."""
+    applied = session.info.get("applied")
+    if applied is None:
+        stored = set(session.scalars(select(m.Applied.seq)))
+        session.info["applied_stored"] = stored
+        applied = session.info["applied"] = set(stored)
+    return applied
+
+
+def _is_applied(session: Session, seq: int) -> bool:
+    return seq <= _position(session).seq or seq in _applied(session)
+
+
+def _forget_applied(session: Session) -> None:
+    _applied(session).clear()
+
+
+def _settle_applied(session: Session) -> None:
+    """Move the low-water mark over the consecutive sequences folded above it, and store
+    only what remains above it (in-order delivery leaves nothing there)."""
+    row = _position(session)
+    applied = _applied(session)
+    while row.seq + 1 in applied:
+        row.seq += 1
+    applied.difference_update([s for s in applied if s <= row.seq])
+    stored: set[int] = session.info["applied_stored"]
+    if stored - applied:
+        session.execute(delete(m.Applied).where(m.Applied.seq.in_(stored - applied)))
+    for seq in applied - stored:
+        session.add(m.Applied(seq=seq))
+    session.info["applied_stored"] = set(applied)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -106,12 +169,24 @@ def _get(session: Session, cls: type[T], pk: Any) -> T | None:
 
 
 def prefetch(session: Session, events: list[ev.Event]) -> None:
-    """Load the instances a batch refers to in one query (most are new: known absent)."""
-    keys = {e.data.key for e in events if isinstance(e.data, ev.InstanceRef)}
+    """Load the versions and SOP instances a batch refers to in two queries (most are new:
+    known absent)."""
+    refs = [(_ds_id(e), e.data) for e in events if isinstance(e.data, ev.InstanceRef)]
     rows = _rows(session)
+    keys = {data.key for _, data in refs}
     found = {i.key: i for i in session.scalars(select(m.Instance).where(m.Instance.key.in_(keys)))}
     for key in keys:
         rows.setdefault((m.Instance, (key,)), found.get(key))
+    uids = {data.sop_instance_uid for _, data in refs}
+    sops = {
+        (s.datashare, s.sop_instance_uid): s
+        for s in session.scalars(
+            select(m.SopInstance).where(m.SopInstance.sop_instance_uid.in_(uids))
+        )
+    }
+    for ds_id, data in refs:
+        pk = (ds_id, data.sop_instance_uid)
+        rows.setdefault((m.SopInstance, pk), sops.get(pk))
 
 
 def _add(session: Session, row: Any) -> None:
@@ -150,27 +225,17 @@ def _zero(row: Any) -> None:
 def _study(session: Session, ds_id: str, study_uid: str, at: datetime) -> m.Study:
     row = _get(session, m.Study, (ds_id, study_uid))
     if row is None:
-        row = m.Study(datashare=ds_id, study_uid=study_uid, first_seen=at, last_seen=at)
+        # last_seen: of its instance.stored events only (set by them, folded before or after)
+        row = m.Study(datashare=ds_id, study_uid=study_uid, first_seen=at, last_seen=NEVER)
         _zero(row)
         _add(session, row)
         _datashare(session, ds_id, at).studies += 1
+    row.first_seen = min(row.first_seen, at)
     return row
 
 
-def _move(session: Session, inst: m.Instance, state: str, at: datetime) -> None:
-    """Change an instance's state, keeping the datashare's and study's counters exact."""
-    old = inst.state
-    inst.state_at = at
-    if old == state:
-        return
-    inst.state = state
-    ds = _datashare(session, inst.datashare, at)
-    study = _study(session, inst.datashare, inst.study_uid, at)
-    for name, delta in ((old, -1), (state, +1)):
-        setattr(ds, name, getattr(ds, name) + delta)
-        setattr(ds, f"{name}_bytes", getattr(ds, f"{name}_bytes") + delta * inst.size)
-        if name != "pending":
-            setattr(study, name, getattr(study, name) + delta)
+def _later(current: datetime | None, at: datetime) -> datetime:
+    return at if current is None or at > current else current
 
 
 def _rate(session: Session, ds_id: str, kind: str, at: datetime, size: int) -> None:
@@ -183,39 +248,116 @@ def _rate(session: Session, ds_id: str, kind: str, at: datetime, size: int) -> N
     row.bytes += size
 
 
-def _instance(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.Instance:
-    """The instance's row; created if an upload event arrives for an instance never seen."""
+# --- instances: versions (buffer keys) and the distinct SOP instances they belong to -----
+
+
+def _version(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.Instance:
+    """The version's row, created by whichever of its events is folded first."""
     inst = _get(session, m.Instance, data.key)
-    if inst is None:
-        inst = _received(session, ds_id, data, at)
+    if inst is not None:
+        return inst
+    inst = m.Instance(
+        key=data.key, datashare=ds_id, study_uid=data.study_uid,
+        sop_instance_uid=data.sop_instance_uid, size=data.size, state="pending",
+        received_at=at, state_at=at, attempts=0, error="", destination="",
+    )  # fmt: skip
+    _zero(inst)
+    _add(session, inst)
+    ds = _datashare(session, ds_id, at)
+    ds.versions += 1
+    sop = _sop(session, ds_id, data, at)
+    sop.versions += 1
+    if sop.versions == 2:
+        ds.replaced += 1
     return inst
 
 
-def _received(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.Instance:
-    inst = m.Instance(
-        key=data.key,
-        datashare=ds_id,
-        study_uid=data.study_uid,
-        sop_instance_uid=data.sop_instance_uid,
-        size=data.size,
-        state="pending",
-        received_at=at,
-        state_at=at,
-        attempts=0,
-        error="",
-        destination="",
-    )
-    _add(session, inst)
+def _sop(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.SopInstance:
+    """The distinct SOP instance; a new one is counted as received (and pending)."""
+    sop = _get(session, m.SopInstance, (ds_id, data.sop_instance_uid))
+    if sop is not None:
+        return sop
+    sop = m.SopInstance(
+        datashare=ds_id, sop_instance_uid=data.sop_instance_uid, study_uid=data.study_uid,
+        newest_key=data.key, newest_seq=0, state="pending", size=data.size, versions=0,
+    )  # fmt: skip
+    _add(session, sop)
     ds = _datashare(session, ds_id, at)
     ds.received += 1
     ds.received_bytes += data.size
     ds.pending += 1
     ds.pending_bytes += data.size
-    if ds.first_received_at is None:
-        ds.first_received_at = at
-    study = _study(session, ds_id, data.study_uid, at)
-    study.received += 1
-    return inst
+    _study(session, ds_id, data.study_uid, at).received += 1
+    return sop
+
+
+def _state(inst: m.Instance) -> str:
+    """The version's state, from the latest sequence of each kind of event about it (so the
+    same whatever order they were folded in). Delivered since it last arrived: uploaded (a
+    late failure report of a parallel attempt, or a second retry request, never undoes a
+    delivery). Otherwise a cycle of attempts starts when it arrived or staff last asked to
+    retry it, and within it a dead letter wins over a failed attempt."""
+    if inst.uploaded_seq > inst.stored_seq:
+        return "uploaded"
+    cycle = max(inst.stored_seq, inst.retry_seq)
+    if inst.dead_seq > cycle:
+        return "dead"
+    if inst.failed_seq > cycle:
+        return "failing"
+    return "pending"
+
+
+def _changed(session: Session, inst: m.Instance, seq: int, at: datetime) -> None:
+    """After one of the version's events: its state, and its SOP instance's counters."""
+    if seq > inst.last_seq:
+        inst.last_seq, inst.state_at = seq, at
+    inst.state = _state(inst)
+    sop = _get(session, m.SopInstance, (inst.datashare, inst.sop_instance_uid))
+    assert sop is not None  # created with the version
+    _study(session, sop.datashare, sop.study_uid, at)  # its first_seen: of any of its events
+    if (inst.stored_seq, inst.key) >= (sop.newest_seq, sop.newest_key):
+        sop.newest_key, sop.newest_seq = inst.key, inst.stored_seq
+    if sop.newest_key == inst.key:
+        _count(session, sop, inst.state, inst.size, at)
+
+
+def _count(session: Session, sop: m.SopInstance, state: str, size: int, at: datetime) -> None:
+    """Move the SOP instance to its newest version's state and size, keeping the
+    datashare's and study's counters exact."""
+    if (sop.state, sop.size) == (state, size):
+        return
+    ds = _datashare(session, sop.datashare, at)
+    study = _study(session, sop.datashare, sop.study_uid, at)
+    for name, delta, n in ((sop.state, -1, sop.size), (state, +1, size)):
+        setattr(ds, name, getattr(ds, name) + delta)
+        setattr(ds, f"{name}_bytes", getattr(ds, f"{name}_bytes") + delta * n)
+        if name != "pending":
+            setattr(study, name, getattr(study, name) + delta)
+    ds.received_bytes += size - sop.size
+    sop.state, sop.size = state, size
+
+
+# --- associations ------------------------------------------------------------------------
+
+
+def _association(session: Session, ds_id: str, assoc_id: str, at: datetime) -> m.Association:
+    """The association's row, created (and counted) by whichever of its events comes first."""
+    ds = _datashare(session, ds_id, at)
+    row = _get(session, m.Association, assoc_id)
+    if row is None:
+        row = m.Association(
+            association_id=assoc_id, datashare=ds_id, calling_ae="", called_ae="",
+            peer_host="", peer_port=0, state="active", instances=0, bytes=0, failures=0,
+            reason="", reported_instances=0, reported_bytes=0, reported_failures=0,
+        )  # fmt: skip
+        _add(session, row)
+        ds.associations_total += 1
+    return row
+
+
+def _describe(row: m.Association, data: ev.AssociationRef) -> None:
+    row.calling_ae, row.called_ae = data.calling_ae, data.called_ae
+    row.peer_host, row.peer_port = data.peer_host, data.peer_port
 
 
 # --- handlers, one per event type --------------------------------------------------------
@@ -230,6 +372,9 @@ def on_datashare_changed(
 ) -> None:
     info = event.data.datashare
     row = _datashare(session, info.id, event.time)
+    if seq < row.changed_seq:  # an older change, folded late
+        return
+    row.changed_seq = seq
     row.description = info.description
     row.ae_title = info.ae_title
     row.match = info.match
@@ -238,52 +383,32 @@ def on_datashare_changed(
 
 
 def on_datashare_deleted(session: Session, event: ev.DatashareDeletedEvent, seq: int) -> None:
-    _datashare(session, event.data.id, event.time).deleted = True
+    row = _datashare(session, event.data.id, event.time)
+    if seq > row.changed_seq:
+        row.changed_seq = seq
+        row.deleted = True
 
 
 def on_association_opened(session: Session, event: ev.AssociationOpenedEvent, seq: int) -> None:
-    ds = _datashare(session, _ds_id(event), event.time)
-    row = _get(session, m.Association, event.data.association_id)
-    if row is None:
-        row = _association(session, _ds_id(event), event.data)
-        ds.associations_total += 1
+    row = _association(session, _ds_id(event), event.data.association_id, event.time)
+    _describe(row, event.data)
     row.started_at = event.time
-
-
-def _association(session: Session, ds_id: str, data: ev.AssociationRef) -> m.Association:
-    row = m.Association(
-        association_id=data.association_id,
-        datashare=ds_id,
-        calling_ae=data.calling_ae,
-        called_ae=data.called_ae,
-        peer_host=data.peer_host,
-        peer_port=data.peer_port,
-        state="active",
-        instances=0,
-        bytes=0,
-        failures=0,
-        reason="",
-    )
-    _add(session, row)
-    return row
 
 
 def on_association_ended(
     session: Session, event: ev.AssociationClosedEvent | ev.AssociationAbortedEvent, seq: int
 ) -> None:
-    ds = _datashare(session, _ds_id(event), event.time)
     data = event.data
-    row = _get(session, m.Association, data.association_id)
-    if row is None:  # opened before the stream's retention, or its event was lost
-        row = _association(session, _ds_id(event), data)
-        ds.associations_total += 1
+    row = _association(session, _ds_id(event), data.association_id, event.time)
+    _describe(row, data)
     row.state = "aborted" if isinstance(event, ev.AssociationAbortedEvent) else "closed"
     row.ended_at = event.time
-    if row.started_at is None:
+    if row.started_at is None:  # opened before the stream's retention, or not folded yet
         row.started_at = event.time
-    row.instances = max(row.instances, data.instances)
-    row.bytes = max(row.bytes, data.bytes)
-    row.failures = max(row.failures, data.failures)
+    # The receiver's own totals: they also cover instances whose events are not folded.
+    row.reported_instances = max(row.reported_instances, data.instances)
+    row.reported_bytes = max(row.reported_bytes, data.bytes)
+    row.reported_failures = max(row.reported_failures, data.failures)
     row.reason = getattr(data, "reason", "")
 
 
@@ -318,106 +443,118 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
 def _selected(session: Session, calling_ae: str, called_ae: str) -> str | None:
     session.flush()  # writer sessions do not autoflush
     d = m.Datashare
+    title = func.upper(func.trim(d.ae_title))  # compared ignoring case and surrounding spaces
     return session.scalars(
         select(d.id).where(
             d.deleted.is_(False),
-            ((d.match == "called") & (d.ae_title == called_ae))
-            | ((d.match == "calling") & (d.ae_title == calling_ae)),
+            ((d.match == "called") & (title == called_ae.strip().upper()))
+            | ((d.match == "calling") & (title == calling_ae.strip().upper())),
         )
     ).first()
 
 
 def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int) -> None:
-    ds_id = _ds_id(event)
-    data = event.data
-    inst = _get(session, m.Instance, data.key)
-    if inst is None:
-        inst = _received(session, ds_id, data, event.time)
-        _rate(session, ds_id, "received", event.time, data.size)
-    elif inst.state in ("uploaded", "dead"):
-        # Re-sent after it left the buffer: the uploader forwards it again.
-        _move(session, inst, "pending", event.time)
-    ds = _datashare(session, ds_id, event.time)
-    ds.last_received_at = event.time
-    _study(session, ds_id, data.study_uid, event.time).last_seen = event.time
-    assoc = _get(session, m.Association, data.association_id)
-    if assoc is not None:
-        assoc.instances += 1
-        assoc.bytes += data.size
-        assoc.last_instance_at = event.time
+    ds_id, data, at = _ds_id(event), event.data, event.time
+    inst = _version(session, ds_id, data, at)
+    if not inst.stored_seq:  # its first arrival
+        _rate(session, ds_id, "received", at, data.size)
+    inst.received_at = min(inst.received_at, at)
+    # (Re-)arrived: the uploader forwards it (again); the newest version is the latest stored.
+    inst.stored_seq = max(inst.stored_seq, seq)
+    _changed(session, inst, seq, at)
+    ds = _datashare(session, ds_id, at)
+    ds.first_received_at = min(ds.first_received_at or at, at)
+    ds.last_received_at = _later(ds.last_received_at, at)
+    study = _study(session, ds_id, data.study_uid, at)
+    study.last_seen = _later(study.last_seen, at)
+    assoc = _association(session, ds_id, data.association_id, at)
+    assoc.calling_ae = assoc.calling_ae or data.calling_ae
+    assoc.instances += 1
+    assoc.bytes += data.size
+    assoc.last_instance_at = _later(assoc.last_instance_at, at)
 
 
 def on_instance_refused(session: Session, event: ev.InstanceRefusedEvent, seq: int) -> None:
     ds = _datashare(session, _ds_id(event), event.time)
     data = event.data
     ds.refused += 1
-    ds.last_refused_reason = data.reason
-    ds.last_refused_at = event.time
+    if ds.last_refused_at is None or event.time >= ds.last_refused_at:
+        ds.last_refused_reason = data.reason
+        ds.last_refused_at = event.time
     if data.reason == "buffer_full":
-        ds.last_buffer_full_at = event.time
+        ds.last_buffer_full_at = _later(ds.last_buffer_full_at, event.time)
     row = _get(session, m.Refusal, (ds.id, data.reason))
     if row is None:
         row = m.Refusal(datashare=ds.id, reason=data.reason, count=0, last_at=event.time)
         _add(session, row)
     row.count += 1
-    row.last_at = event.time
-    row.last_detail = data.detail
+    if event.time >= row.last_at:
+        row.last_at = event.time
+        row.last_detail = data.detail
     assoc = _get(session, m.Association, data.association_id)
     if assoc is not None:
         assoc.failures += 1
 
 
 def on_instance_uploaded(session: Session, event: ev.InstanceUploadedEvent, seq: int) -> None:
-    ds_id = _ds_id(event)
-    inst = _instance(session, ds_id, event.data, event.time)
-    if inst.state != "uploaded":
-        _rate(session, ds_id, "uploaded", event.time, inst.size)
-    _move(session, inst, "uploaded", event.time)
+    ds_id, at = _ds_id(event), event.time
+    inst = _version(session, ds_id, event.data, at)
+    if not event.data.already_present:  # (a repeated report of a delivery counted before)
+        _rate(session, ds_id, "uploaded", at, inst.size)
     inst.attempts = max(inst.attempts, event.data.attempts)
-    inst.destination = event.data.destination
-    inst.error = ""
-    _datashare(session, ds_id, event.time).last_uploaded_at = event.time
+    if seq > max(inst.uploaded_seq, inst.failed_seq, inst.dead_seq):
+        inst.destination, inst.error = event.data.destination, ""
+    inst.uploaded_seq = max(inst.uploaded_seq, seq)
+    _changed(session, inst, seq, at)
+    ds = _datashare(session, ds_id, at)
+    ds.last_uploaded_at = _later(ds.last_uploaded_at, at)
 
 
 def on_instance_failed(session: Session, event: ev.InstanceFailedEvent, seq: int) -> None:
-    ds_id = _ds_id(event)
-    inst = _instance(session, ds_id, event.data, event.time)
-    if inst.state == "pending":
-        _move(session, inst, "failing", event.time)
+    ds_id, at = _ds_id(event), event.time
+    inst = _version(session, ds_id, event.data, at)
     inst.attempts = max(inst.attempts, event.data.attempt)
-    inst.error = event.data.error
-    inst.destination = event.data.destination
-    ds = _datashare(session, ds_id, event.time)
-    ds.failures += 1
-    ds.last_error = event.data.error
-    ds.last_failure_at = event.time
+    _failure(session, inst, event.data.error, event.data.destination, seq, at)
+    inst.failed_seq = max(inst.failed_seq, seq)
+    _changed(session, inst, seq, at)
+    _datashare(session, ds_id, at).failures += 1
 
 
 def on_instance_dead_lettered(
     session: Session, event: ev.InstanceDeadLetteredEvent, seq: int
 ) -> None:
-    ds_id = _ds_id(event)
-    inst = _instance(session, ds_id, event.data, event.time)
-    if inst.state != "uploaded":  # a late dead letter never undoes a delivery
-        _move(session, inst, "dead", event.time)
+    ds_id, at = _ds_id(event), event.time
+    inst = _version(session, ds_id, event.data, at)
     inst.attempts = max(inst.attempts, event.data.attempts)
-    inst.error = event.data.error
-    inst.destination = event.data.destination
     inst.quarantine_key = event.data.quarantine_key
-    ds = _datashare(session, ds_id, event.time)
-    ds.last_error = event.data.error
-    ds.last_failure_at = event.time
+    _failure(session, inst, event.data.error, event.data.destination, seq, at)
+    inst.dead_seq = max(inst.dead_seq, seq)
+    _changed(session, inst, seq, at)
+
+
+def _failure(
+    session: Session, inst: m.Instance, error: str, destination: str, seq: int, at: datetime
+) -> None:
+    """The latest failure's error, on the version and its datashare."""
+    if seq > max(inst.uploaded_seq, inst.failed_seq, inst.dead_seq):
+        inst.error, inst.destination = error, destination
+    ds = _datashare(session, inst.datashare, at)
+    if ds.last_failure_at is None or at >= ds.last_failure_at:
+        ds.last_error, ds.last_failure_at = error, at
 
 
 def on_retry_requested(session: Session, event: ev.InstanceRetryRequestedEvent, seq: int) -> None:
+    # The quarantine key is the buffer key under a prefix (keys.quarantine_key); the version
+    # may not be dead yet here, if its dead letter is folded later: it then stays retried.
+    qkey = event.data.quarantine_key
     session.flush()  # writer sessions do not autoflush
-    keys = session.scalars(
-        select(m.Instance.key).where(m.Instance.quarantine_key == event.data.quarantine_key)
-    ).all()
+    keys = set(session.scalars(select(m.Instance.key).where(m.Instance.quarantine_key == qkey)))
+    keys.add(qkey.removeprefix("quarantine/"))
     for key in keys:
         inst = _get(session, m.Instance, key)
-        if inst is not None and inst.state == "dead":
-            _move(session, inst, "pending", event.time)
+        if inst is not None:
+            inst.retry_seq = max(inst.retry_seq, seq)
+            _changed(session, inst, seq, event.time)
 
 
 def on_buffer_usage(session: Session, event: ev.BufferUsageEvent, seq: int) -> None:

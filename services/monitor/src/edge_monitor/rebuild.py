@@ -30,38 +30,48 @@ Batch = Sequence[tuple[int, bytes]]
 async def replay(
     js: JetStreamContext, settings: MonitorSettings, sessions: sessionmaker[Session]
 ) -> int:
-    """Refold the stream up to its last sequence at the start; returns that sequence."""
-    last = (await js.stream_info(settings.events_stream)).state.last_seq
+    """Refold the stream up to its last sequence once the position is locked (so that every
+    event a running monitor committed is replayed); returns that sequence."""
     stream = await stream_identity(js, settings.events_stream)
     batches: queue.Queue[Batch | None] = queue.Queue(maxsize=4)
+    locked = threading.Event()
     failure: list[BaseException] = []
+    end: list[int] = []
 
     def write() -> None:
         drained = False
         try:
             with sessions.begin() as session:
                 projections.lock_position(session)
+                locked.set()
                 projections.reset(session)
                 projections.adopt_stream(session, stream)
                 while (batch := batches.get()) is not None:
                     fold_into(session, batch)
                 drained = True
+                # Every sequence up to the end was delivered, in order: none is missing.
+                projections.advance(session, end[0] if end else 0)
+                projections.end_batch(session)
         except BaseException as exc:
             failure.append(exc)
+            locked.set()
             while not drained and batches.get() is not None:  # let the reader finish
                 pass
 
     writer = threading.Thread(target=write, name="rebuild-writer")
     writer.start()
     try:
-        if last:
-            await _read(js, settings, last, batches)
+        await asyncio.to_thread(locked.wait)
+        if not failure:
+            end.append((await js.stream_info(settings.events_stream)).state.last_seq)
+            if end[0]:
+                await _read(js, settings, end[0], batches)
     finally:
         await asyncio.to_thread(batches.put, None)
         await asyncio.to_thread(writer.join)
     if failure:
         raise failure[0]
-    return last
+    return end[0]
 
 
 async def _read(

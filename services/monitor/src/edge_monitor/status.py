@@ -1,6 +1,7 @@
 """The read side: status documents built from the projections, with health verdicts in
 plain words. Every function takes ``now`` so that the same tables give the same answer."""
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,7 +28,9 @@ def status(
             select(m.Datashare).where(m.Datashare.deleted.is_(False)).order_by(m.Datashare.id)
         )
     ]
-    rejected = rejections(session, now - timedelta(seconds=settings.monitor_rejections_window_s))
+    known = session.scalars(select(m.Datashare).where(m.Datashare.deleted.is_(False))).all()
+    since = now - timedelta(seconds=settings.monitor_rejections_window_s)
+    rejected = rejections(session, since, known)
     position = session.get(m.Position, POSITION)
     doc: dict[str, Any] = {
         "generated_at": now,
@@ -102,8 +105,12 @@ def datashare_status(
         "ae_title": ds.ae_title,
         "match": ds.match,
         "enabled": ds.enabled,
+        # distinct SOP instances (a re-send with other bytes is a new version of one)
         "instances_received": ds.received,
         "instances_uploaded": ds.uploaded,
+        # SOP instances received in more than one version, and the versions received
+        "instances_replaced": ds.replaced,
+        "versions_received": ds.versions,
         # failed and not delivered: being retried, or dead-lettered
         "instances_failed": ds.failing + ds.dead,
         "instances_retrying": ds.failing,
@@ -182,9 +189,9 @@ def _association(a: m.Association) -> dict[str, Any]:
         "started_at": a.started_at,
         "ended_at": a.ended_at,
         "last_instance_at": a.last_instance_at,
-        "instances": a.instances,
-        "bytes": a.bytes,
-        "failures": a.failures,
+        "instances": max(a.instances, a.reported_instances),
+        "bytes": max(a.bytes, a.reported_bytes),
+        "failures": max(a.failures, a.reported_failures),
         "reason": a.reason,
     }
 
@@ -260,8 +267,11 @@ def health(
     )
 
 
-def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
-    """Rejected associations since ``since``, grouped by who called whom from where."""
+def rejections(
+    session: Session, since: datetime, known: Sequence[m.Datashare] = ()
+) -> list[dict[str, Any]]:
+    """Rejected associations since ``since``, grouped by who called whom from where, each
+    with a suggestion from the ``known`` datashares when its AE title was nearly right."""
     r = m.Rejection
     rows = session.execute(
         select(
@@ -291,6 +301,7 @@ def rejections(session: Session, since: datetime) -> list[dict[str, Any]]:
             "first_seen": first,
             "last_seen": last,
             "explanation": explain_rejection(calling, called, peer, reason, text, ds),
+            "suggestion": None if ds else suggest(calling, called, known),
         }
         for calling, called, peer, reason, ds, text, count, first, last in rows
     ]
@@ -312,6 +323,52 @@ def explain_rejection(
     return f"{who} used called AE title '{called}', which matches no datashare."
 
 
+# A mistyped AE title is at most this many edits from the datashare's (and from a short
+# title, at most half its length: 'CT' is not a typo of 'MR').
+SUGGEST_DISTANCE = 2
+
+
+def suggest(calling: str, called: str, known: Sequence[m.Datashare]) -> dict[str, Any] | None:
+    """The datashare whose AE title the caller most likely meant: the same but for case or
+    surrounding spaces (a receiver that compares exactly rejected it), or a few characters
+    off; compared with the called AE title, or the calling one for a calling-mode share."""
+    best: tuple[int, m.Datashare] | None = None
+    for ds in known:
+        used = calling if ds.match == "calling" else called
+        title = _normal(ds.ae_title)
+        distance = levenshtein(_normal(used), title)
+        if distance <= min(SUGGEST_DISTANCE, len(title) // 2) and (
+            best is None or distance < best[0]
+        ):
+            best = (distance, ds)
+    if best is None:
+        return None
+    ds = best[1]
+    which = "calling" if ds.match == "calling" else "called"
+    return {
+        "datashare": ds.id,
+        "ae_title": ds.ae_title,
+        "match": ds.match,
+        "text": f"Did you mean {which} AE title '{ds.ae_title}' (datashare '{ds.id}')?",
+    }
+
+
+def _normal(ae_title: str) -> str:
+    """AE titles are compared ignoring case and surrounding spaces (DESIGN.md)."""
+    return ae_title.strip().upper()
+
+
+def levenshtein(a: str, b: str) -> int:
+    """Insertions, deletions and substitutions that turn ``a`` into ``b``."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
 def problems(doc: dict[str, Any]) -> list[str]:
     """Everything that needs a person's attention, in plain words."""
     found = [
@@ -321,6 +378,7 @@ def problems(doc: dict[str, Any]) -> list[str]:
     ]
     found += [
         f"{r['explanation']} ({r['count']} time(s), last at {r['last_seen']:%Y-%m-%d %H:%M:%S} UTC)"
+        + (f" {r['suggestion']['text']}" if r["suggestion"] else "")
         for r in doc["rejections"]
     ]
     fraction = doc["buffer"]["used_fraction"]
