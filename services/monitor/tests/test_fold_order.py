@@ -171,3 +171,32 @@ def test_a_pair_folded_out_of_order(engine, pair):
     events = PAIRS[pair]
     in_order = fold_in_order(engine, [0, 1], events)
     assert differences(fold_in_order(engine, [1, 0], events), in_order) == []
+
+
+def superseded_story() -> list[ev.Event]:
+    """X re-sent with other bytes while V1 waited: the uploader never sends V1."""
+    return [
+        ev.InstanceStoredEvent(datashare=DS, time=at(1), data=ev.InstanceStored(
+            **V1, association_id="a1")),
+        ev.InstanceStoredEvent(datashare=DS, time=at(2), data=ev.InstanceStored(
+            **V2, association_id="a1", new_version=True)),
+        ev.InstanceSupersededEvent(datashare=DS, time=at(3), data=ev.InstanceSuperseded(
+            **V1, stream_seq=1, newer_stream_seq=2)),
+        ev.InstanceUploadedEvent(datashare=DS, time=at(4), data=ev.InstanceUploaded(
+            **V2, **DEST)),
+    ]  # fmt: skip
+
+
+def test_a_superseded_version_is_resolved_in_any_order(engine):
+    """A superseded version is final: it neither waits in the counts nor makes the datashare
+    look stalled (its instance.stored is never followed by an upload)."""
+    events = superseded_story()
+    in_order = fold_in_order(engine, [0, 1, 2, 3], events)
+    [ds] = in_order["datashares"]
+    assert (ds["instances_received"], ds["instances_uploaded"], ds["instances_pending"]) == (
+        1, 1, 0)  # fmt: skip
+    assert ds["health"]["verdict"] != "stalled", ds["health"]
+    with db.reader(engine)() as session:
+        assert session.get(m.Instance, V1["key"]).state == "superseded"
+    for order in ([2, 0, 1, 3], [2, 3, 1, 0], [3, 2, 1, 0], [1, 3, 2, 0]):
+        assert differences(fold_in_order(engine, order, events), in_order) == [], order

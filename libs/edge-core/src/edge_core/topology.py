@@ -32,9 +32,9 @@ DATASHARES_BUCKET = "edge_datashares"
 VERSIONS_BUCKET = "edge_uploader_versions"
 VERSIONS_MAX_AGE_S = 30 * 24 * 3600.0
 
-# The monitor folds events strictly in stream order (it skips what is at or below its stored
-# position), so no newer event may be delivered while an older one is unacknowledged, e.g.
-# held by a monitor that crashed: at most one batch in flight, and it comes back first.
+# The monitor's batch: its consumer allows this many events unacknowledged. The fold counts
+# each event once in any order (a batch held by a crashed monitor may come back after newer
+# events were folded), so this bounds memory and transaction size, not correctness.
 MONITOR_MAX_BATCH = 500
 
 UPLOADER_SUBJECTS = [

@@ -111,7 +111,7 @@ class Instance(Base):
     study_uid: Mapped[str] = mapped_column(Text)
     sop_instance_uid: Mapped[str] = mapped_column(Text)
     size: Mapped[int]
-    state: Mapped[str] = mapped_column(String(16))  # pending, failing, uploaded, dead
+    state: Mapped[str] = mapped_column(String(16))  # pending, failing, uploaded, dead, superseded
     received_at: Mapped[datetime]
     state_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(default=0)
@@ -123,6 +123,7 @@ class Instance(Base):
     failed_seq: Mapped[int] = mapped_column(default=0)
     dead_seq: Mapped[int] = mapped_column(default=0)
     uploaded_seq: Mapped[int] = mapped_column(default=0)
+    superseded_seq: Mapped[int] = mapped_column(default=0)  # the uploader will not send it
     last_seq: Mapped[int] = mapped_column(default=0)  # of any event about it (sets state_at)
 
     __table_args__ = (

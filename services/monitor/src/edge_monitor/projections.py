@@ -300,6 +300,8 @@ def _state(inst: m.Instance) -> str:
     if inst.uploaded_seq > inst.stored_seq:
         return "uploaded"
     cycle = max(inst.stored_seq, inst.retry_seq)
+    if inst.superseded_seq > cycle:  # a newer version came: this one is never sent
+        return "superseded"
     if inst.dead_seq > cycle:
         return "dead"
     if inst.failed_seq > cycle:
@@ -318,7 +320,10 @@ def _changed(session: Session, inst: m.Instance, seq: int, at: datetime) -> None
     if (inst.stored_seq, inst.key) >= (sop.newest_seq, sop.newest_key):
         sop.newest_key, sop.newest_seq = inst.key, inst.stored_seq
     if sop.newest_key == inst.key:
-        _count(session, sop, inst.state, inst.size, at)
+        # A version superseded before the newer one's instance.stored is folded here: it
+        # counts as pending until that one takes its place.
+        state = "pending" if inst.state == "superseded" else inst.state
+        _count(session, sop, state, inst.size, at)
 
 
 def _count(session: Session, sop: m.SopInstance, state: str, size: int, at: datetime) -> None:
@@ -510,6 +515,12 @@ def on_instance_uploaded(session: Session, event: ev.InstanceUploadedEvent, seq:
     ds.last_uploaded_at = _later(ds.last_uploaded_at, at)
 
 
+def on_instance_superseded(session: Session, event: ev.InstanceSupersededEvent, seq: int) -> None:
+    inst = _version(session, _ds_id(event), event.data, event.time)
+    inst.superseded_seq = max(inst.superseded_seq, seq)
+    _changed(session, inst, seq, event.time)
+
+
 def on_instance_failed(session: Session, event: ev.InstanceFailedEvent, seq: int) -> None:
     ds_id, at = _ds_id(event), event.time
     inst = _version(session, ds_id, event.data, at)
@@ -580,6 +591,7 @@ _HANDLERS: dict[str, Callable[[Session, Any, int], None]] = {
     "instance.stored": on_instance_stored,
     "instance.refused": on_instance_refused,
     "instance.uploaded": on_instance_uploaded,
+    "instance.superseded": on_instance_superseded,
     "instance.failed": on_instance_failed,
     "instance.dead_lettered": on_instance_dead_lettered,
     "instance.retry_requested": on_retry_requested,
