@@ -26,6 +26,7 @@ from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from edge_receiver.config import ReceiverSettings
+from edge_receiver.reactor import event_driven
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class EdgeRequestHandler(RequestHandler):
         sock = assoc.dul.socket
         sock.__class__ = CappedAssociationSocket
         sock.pdu_length_cap = self.server.pdu_length_cap  # type: ignore[union-attr]
-        return assoc
+        return event_driven(assoc)
 
 
 class EdgeServer(ThreadedAssociationServer):
