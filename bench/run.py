@@ -41,6 +41,7 @@ class Result:
     megabytes: float
     seconds: float
     drain_seconds: float | None = None
+    whole_job: bool = False
     # CPU milliseconds per instance and peak RSS (MB) of each component, over send + drain.
     cpu_ms: dict[str, float] = field(default_factory=dict)
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -62,6 +63,8 @@ class Target:
     after_send: Callable[[int], float | None] = lambda expected: None
     # The process whose tree is measured (the peer's server or Edge's launcher).
     root_pid: int | None = None
+    # Received and forwarded: the rate counts until the last instance reached the destination.
+    whole_job: bool = False
 
 
 _TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
@@ -180,9 +183,72 @@ def orthanc(work: Path) -> Iterator[Target]:
         server.process.stop()
 
 
+def _arrived(destination: Path, before: set[Path]) -> Callable[[int], float]:
+    """Waits until ``expected`` new files are in ``destination``; returns how long it took."""
+
+    def wait(expected: int) -> float:
+        start = time.perf_counter()
+
+        def done() -> bool:
+            new = {p for p in destination.iterdir() if p.is_file()} - before
+            if len(new) >= expected:
+                before.update(new)
+                return True
+            return False
+
+        wait_until(done, timeout_s=1800, what="the instances to reach the destination")
+        return time.perf_counter() - start
+
+    return wait
+
+
 @contextmanager
-def edge(work: Path) -> Iterator[Target]:
-    stack = start_stack(work / "edge")
+def orthanc_router(work: Path) -> Iterator[Target]:
+    """Orthanc as a router: a Lua OnStoredInstance sends each instance on with C-STORE to a
+    DCMTK storescp, then deletes it."""
+    dest = start_storescp(work / "dest", "--fork")
+    lua = work / "route.lua"
+    lua.parent.mkdir(parents=True, exist_ok=True)
+    lua.write_text(
+        "function OnStoredInstance(instanceId, tags, metadata, origin)\n"
+        "  SendToModality(instanceId, 'dest')\n"
+        "  Delete(instanceId)\n"
+        "end\n"
+    )
+    server = start_orthanc(
+        work / "orthanc",
+        LuaScripts=[str(lua)],
+        DicomModalities={"dest": [dest.aet, "127.0.0.1", dest.port]},
+    )
+    try:
+        yield Target(
+            "orthanc-router",
+            server.dicom_port,
+            server.aet,
+            _arrived(dest.directory, set()),
+            _pid(server.process),
+            whole_job=True,
+        )
+    finally:
+        server.process.stop()
+        dest.process.stop()
+
+
+@contextmanager
+def edge_forward(work: Path) -> Iterator[Target]:
+    """Edge with a C-STORE destination (a DCMTK storescp)."""
+    dest = start_storescp(work / "dest", "--fork")
+    url = f"dicom://{dest.aet}@127.0.0.1:{dest.port}"
+    with edge(work, EDGE_DEFAULT_DESTINATION=url) as target:
+        target.name, target.whole_job = "edge-forward", True
+        target.after_send = _arrived(dest.directory, set())
+        yield target
+    dest.process.stop()
+
+
+@contextmanager
+def edge(work: Path, **env: str) -> Iterator[Target]:
+    stack = start_stack(work / "edge", **env)
     try:
         status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "BENCH"})
         if status != 201:
@@ -205,7 +271,13 @@ def _pid(holder: object) -> int | None:
     return proc.pid if proc is not None else None
 
 
-PEERS = {"storescp": storescp, "orthanc": orthanc, "edge": edge}
+PEERS = {
+    "storescp": storescp,
+    "orthanc": orthanc,
+    "edge": edge,
+    "orthanc-router": orthanc_router,
+    "edge-forward": edge_forward,
+}
 
 
 def run(args: argparse.Namespace) -> list[Result]:
@@ -223,13 +295,24 @@ def run(args: argparse.Namespace) -> list[Result]:
                         before = cpu_by_component(target.root_pid, peer)
                         seconds = send(target, files, associations)
                         drain = target.after_send(count)
+                        if target.whole_job:
+                            seconds, drain = seconds + (drain or 0.0), None
                         after = cpu_by_component(target.root_pid, peer)
                         cpu = {
                             name: (ms - before.get(name, 0.0)) / count for name, ms in after.items()
                         }
                         rss = rss_by_component(target.root_pid, peer)
                         result = Result(
-                            peer, kind, associations, count, megabytes, seconds, drain, cpu, rss
+                            peer,
+                            kind,
+                            associations,
+                            count,
+                            megabytes,
+                            seconds,
+                            drain,
+                            target.whole_job,
+                            cpu,
+                            rss,
                         )
                         results.append(result)
                         print(_row(result), flush=True)
@@ -254,27 +337,29 @@ def report(results: list[Result]) -> str:
     ]
     by_key = {(r.peer, r.data, r.associations): r for r in results}
     for r in results:
-        ours = by_key.get(("edge", r.data, r.associations))
-        ratio = f"{ours.per_second / r.per_second:.2f}x" if ours and r.peer != "edge" else ""
+        mine = "edge-forward" if r.whole_job else "edge"
+        ours = by_key.get((mine, r.data, r.associations))
+        ratio = f"{ours.per_second / r.per_second:.2f}x" if ours and ours is not r else ""
         lines.append(
             f"| {r.data} | {r.associations} | {r.peer} | {r.per_second:.1f} | "
             f"{r.mb_per_second:.1f} | {ratio} | {sum(r.cpu_ms.values()):.1f} |"
         )
-    edge = [r for r in results if r.peer == "edge"]
+    edge = [r for r in results if r.peer.startswith("edge")]
     if edge:
         names = [name for name, _ in _COMPONENTS if any(name in r.cpu_ms for r in edge)]
         lines += [
             "",
             "Edge, CPU ms per instance by component (send and drain), and peak RSS (MB):",
             "",
-            "| data | assoc | " + " | ".join(names) + " | total | peak RSS |",
-            "|---|---|" + "---|" * (len(names) + 2),
+            "| peer | data | assoc | " + " | ".join(names) + " | total | peak RSS |",
+            "|---|---|---|" + "---|" * (len(names) + 2),
         ]
         for r in edge:
             cells = " | ".join(f"{r.cpu_ms.get(n, 0.0):.1f}" for n in names)
             rss = ", ".join(f"{n} {r.rss_mb[n]:.0f}" for n in names if n in r.rss_mb)
             lines.append(
-                f"| {r.data} | {r.associations} | {cells} | {sum(r.cpu_ms.values()):.1f} | {rss} |"
+                f"| {r.peer} | {r.data} | {r.associations} | {cells} | "
+                f"{sum(r.cpu_ms.values()):.1f} | {rss} |"
             )
     return "\n".join(lines)
 
