@@ -168,11 +168,14 @@ class EventAssociation(Association):
                 self._wake.set()  # more may have queued meanwhile: look again at once
 
             if self.is_established and self.acse.is_release_requested():
-                self.acse.send_release(is_response=True)
-                ASSOC_LOGGER.info("Association Released")
+                # Released before the answer goes out (pynetdicom answers first): the DUL
+                # sends it at once now, and the peer's close of the connection must not be
+                # seen (EVT_CONN_CLOSE) before the release.
                 self.is_released = True
                 self.is_established = False
                 evt.trigger(self, evt.EVT_RELEASED, {})
+                self.acse.send_release(is_response=True)
+                ASSOC_LOGGER.info("Association Released")
                 self.kill()
                 return
 
