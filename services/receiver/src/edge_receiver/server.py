@@ -25,8 +25,8 @@ from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import _STORAGE_CLASSES, Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from edge_core.dicom_reactor import event_driven
 from edge_receiver.config import ReceiverSettings
-from edge_receiver.reactor import event_driven
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pydicom.filereader import read_file_meta_info
-from pynetdicom import AE, _config, evt
+from pynetdicom import _config, evt
 from pynetdicom.association import Association
 from pynetdicom.events import Event
 
+from edge_core.dicom_reactor import EventAE
 from edge_uploader import retry
 from edge_uploader.destinations import (
     ALREADY_PRESENT,
@@ -133,7 +134,7 @@ class DimseDestination:
                 return
 
     def _open(self, needed: set[tuple[str, str]]) -> _Link:
-        ae = AE(ae_title=self.calling_ae)
+        ae = EventAE(ae_title=self.calling_ae)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         ae.connection_timeout = min(self.timeout_s, 10.0)
         with self._lock:

@@ -16,7 +16,8 @@ based"), so these subclasses keep its logic and replace only the sleeps:
   machine action (a DIMSE message, a release or an abort became available) and when it ends.
 
 Timers (ARTIM, network idle timeout) are still checked at least every ``WAIT_S``.
-:func:`event_driven` swaps an association's classes in place before its threads start.
+:func:`event_driven` swaps an association's classes in place before its threads start;
+:class:`EventAE` does it for the associations it requests.
 """
 
 import select
@@ -26,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from pynetdicom import evt
+from pynetdicom import AE, evt
 from pynetdicom.association import LOGGER as ASSOC_LOGGER
 from pynetdicom.association import Association
 from pynetdicom.dul import LOGGER as DUL_LOGGER
@@ -219,3 +220,11 @@ def event_driven(assoc: Association) -> Association:
     # The thread's target was bound to the original run_reactor when the DUL was made.
     dul._target = make_target(dul.run_reactor)  # type: ignore[attr-defined]
     return assoc
+
+
+class EventAE(AE):
+    """An AE whose requested associations are event-driven (``_create_socket`` is the one
+    step of ``AE.associate`` between making the association and starting its threads)."""
+
+    def _create_socket(self, assoc: Association, *args: Any, **kwargs: Any) -> Any:
+        return super()._create_socket(event_driven(assoc), *args, **kwargs)
