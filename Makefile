@@ -22,7 +22,7 @@ lint: bootstrap
 	@$(UV) run --frozen mypy -p edge_core -p edge_embedded -p edge_testing -p edge_receiver -p edge_registry -p edge_uploader -p edge_monitor
 
 bench: bootstrap
-	@$(UV) run --frozen python bench/run.py
+	@$(UV) run --frozen python bench/run.py $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache

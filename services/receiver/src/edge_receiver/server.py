@@ -22,6 +22,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+from edge_core.dicom_reactor import event_driven
 from edge_receiver.config import ReceiverSettings
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,7 @@ class EdgeRequestHandler(RequestHandler):
         sock = assoc.dul.socket
         sock.__class__ = CappedAssociationSocket
         sock.pdu_length_cap = self.server.pdu_length_cap  # type: ignore[union-attr]
-        return assoc
+        return event_driven(assoc)
 
 
 class EdgeServer(ThreadedAssociationServer):
