@@ -1,0 +1,99 @@
+"""The launcher restarts its embedded NATS and S3 store when they die; the services
+reconnect by themselves, and nothing answered Success is lost."""
+
+import io
+import os
+import signal
+import time
+from pathlib import Path
+
+from pydicom import dcmread
+from pynetdicom import AE
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
+
+from edge_testing.dcmtk import echoscu
+from edge_testing.dicom_data import write_small_series
+from edge_testing.servers import wait_for_port, wait_until
+from edge_testing.stack import start_stack
+
+SERVICES = ("receiver-1", "uploader", "monitor")
+
+
+def _pid(stack, name: str) -> int:
+    return int((stack.data_dir / "run" / f"{name}.pid").read_text())
+
+
+def _store_until_success(port: int, called: str, path: Path, timeout_s: float = 60) -> list:
+    """C-STORE ``path`` as a PACS would: again (new association) after anything but
+    Success, until Success. Returns what was answered before (None: no association)."""
+    ae = AE(ae_title="HOSPITALPACS")
+    ae.add_requested_context(SecondaryCaptureImageStorage)
+    ds = dcmread(path)
+    seen: list = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assoc = ae.associate("127.0.0.1", port, ae_title=called)
+        status = None
+        if assoc.is_established:
+            rsp = assoc.send_c_store(ds)
+            status = getattr(rsp, "Status", None)
+            assoc.release()
+        if status == 0x0000:
+            return seen
+        seen.append(status)
+        time.sleep(0.2)  # a PACS waits a little before it retries
+    raise TimeoutError(f"{path.name} never answered Success; {len(seen)} answers: {seen[-5:]}")
+
+
+def test_killed_nats_and_s3_store_are_restarted_and_nothing_is_lost(tmp_path):
+    stack = start_stack(tmp_path)
+    try:
+        assert stack.api("registry", "POST", "/api/v1/datashares", {"id": "OUTAGE"})[0] == 201
+        wait_until(lambda: echoscu(stack.receiver_port, "OUTAGE"), what="datashare to go live")
+        files = write_small_series(tmp_path / "sc", 30)
+        services = {name: _pid(stack, name) for name in SERVICES}
+        for path in files[:5]:
+            assert _store_until_success(stack.receiver_port, "OUTAGE", path) == []
+
+        batches = iter([files[5:10], files[10:15]])
+        for server, port in (("nats-server", stack.nats_port), ("weed-mini", stack.s3_port)):
+            killed = _pid(stack, server)
+            os.kill(killed, signal.SIGKILL)
+            killed_at = time.monotonic()
+            # The PACS keeps sending through the outage (the launcher waits a second before
+            # it restarts anything): Out of Resources, so that it sends again, then Success.
+            outage = []
+            for path in next(batches):
+                outage += _store_until_success(stack.receiver_port, "OUTAGE", path)
+            assert outage and all(s is not None and 0xA700 <= s <= 0xA7FF for s in outage), outage
+            wait_until(lambda: _pid(stack, server) != killed, what=f"{server} restarted")  # noqa: B023
+            wait_for_port(port, timeout_s=max(0.1, 30 - (time.monotonic() - killed_at)))
+        for path in files[15:]:
+            assert _store_until_success(stack.receiver_port, "OUTAGE", path) == []
+
+        # Every instance reaches the destination, and the services did it without a restart.
+        destination = stack.store("edge-destination")
+        sent = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in files}
+
+        def delivered() -> set[str]:
+            return {
+                str(dcmread(io.BytesIO(destination.get_bytes(o.key))).SOPInstanceUID)
+                for o in destination.list("OUTAGE/")
+            }
+
+        wait_until(lambda: delivered() == sent, timeout_s=120, what="every instance delivered")
+
+        def counted():
+            code, body = stack.api("monitor", "GET", "/api/v1/datashares/OUTAGE/status")
+            return code == 200 and body["instances_uploaded"] == len(files) and body
+
+        try:
+            body = wait_until(counted, timeout_s=60, what="the monitor to count every instance")
+        except TimeoutError:
+            raise AssertionError(
+                stack.api("monitor", "GET", "/api/v1/datashares/OUTAGE/status")
+            ) from None
+        assert body["instances_received"] == len(files)
+        assert {name: _pid(stack, name) for name in SERVICES} == services
+    finally:
+        stack.stop()
