@@ -186,9 +186,10 @@ class Stack:
             proc.wait_ready(timeout_s=120)
 
     def _spawn(self, proc: ServerProcess) -> None:
-        """Start a service and note its pid in ``<data>/run/<name>.pid`` (for operators'
-        tools, and tests that kill one)."""
-        proc.spawn()
+        """Start a child and note its pid in ``<data>/run/<name>.pid`` (for operators'
+        tools, and tests that kill one). It dies with the launcher, even by SIGKILL: no
+        orphan keeps the ports that the next ``make run`` needs."""
+        proc.spawn(die_with_parent=True)
         run = self.data_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
         assert proc.proc is not None
