@@ -1,19 +1,22 @@
 """The launcher restarts its embedded NATS and S3 store when they die; the services
 reconnect by themselves, and nothing answered Success is lost."""
 
+import asyncio
 import io
 import os
 import signal
 import time
 from pathlib import Path
 
+import nats as nats_client
 from pydicom import dcmread
 from pynetdicom import AE
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
+from edge_core.settings import EdgeSettings
 from edge_testing.dcmtk import echoscu
 from edge_testing.dicom_data import write_small_series
-from edge_testing.servers import wait_for_port, wait_until
+from edge_testing.servers import wait_until
 from edge_testing.stack import start_stack
 
 SERVICES = ("receiver-1", "uploader", "monitor")
@@ -21,6 +24,23 @@ SERVICES = ("receiver-1", "uploader", "monitor")
 
 def _pid(stack, name: str) -> int:
     return int((stack.data_dir / "run" / f"{name}.pid").read_text())
+
+
+def _stream_identity(stack) -> tuple:
+    """When the events stream was created, and its first sequence: the same after a restart
+    on the same data, new if NATS started afresh."""
+
+    async def identity() -> tuple:
+        nc = await nats_client.connect(f"nats://127.0.0.1:{stack.nats_port}")
+        try:
+            info = await nc.jetstream().stream_info(
+                EdgeSettings.model_fields["events_stream"].default
+            )
+            return info.created, info.state.first_seq
+        finally:
+            await nc.close()
+
+    return asyncio.run(identity())
 
 
 def _store_until_success(port: int, called: str, path: Path, timeout_s: float = 60) -> list:
@@ -55,19 +75,22 @@ def test_killed_nats_and_s3_store_are_restarted_and_nothing_is_lost(tmp_path):
         for path in files[:5]:
             assert _store_until_success(stack.receiver_port, "OUTAGE", path) == []
 
-        batches = iter([files[5:10], files[10:15]])
-        for server, port in (("nats-server", stack.nats_port), ("weed-mini", stack.s3_port)):
+        for server, batch in (("nats-server", files[5:10]), ("weed-mini", files[10:15])):
+            stream = _stream_identity(stack)
             killed = _pid(stack, server)
             os.kill(killed, signal.SIGKILL)
             killed_at = time.monotonic()
             # The PACS keeps sending through the outage (the launcher waits a second before
             # it restarts anything): Out of Resources, so that it sends again, then Success.
-            outage = []
-            for path in next(batches):
+            outage = _store_until_success(stack.receiver_port, "OUTAGE", batch[0])
+            back_after_s = time.monotonic() - killed_at
+            for path in batch[1:]:
                 outage += _store_until_success(stack.receiver_port, "OUTAGE", path)
             assert outage and all(s is not None and 0xA700 <= s <= 0xA7FF for s in outage), outage
-            wait_until(lambda: _pid(stack, server) != killed, what=f"{server} restarted")  # noqa: B023
-            wait_for_port(port, timeout_s=max(0.1, 30 - (time.monotonic() - killed_at)))
+            # Restarted by the launcher (a new pid), and the receiver reconnected, in time.
+            assert _pid(stack, server) != killed
+            assert back_after_s < 30, f"{server}: Success again only after {back_after_s:.1f}s"
+            assert _stream_identity(stack) == stream  # on its old data, not started afresh
         for path in files[15:]:
             assert _store_until_success(stack.receiver_port, "OUTAGE", path) == []
 
