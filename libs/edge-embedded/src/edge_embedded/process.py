@@ -27,6 +27,8 @@ def _die_with_this_process() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
+        # SIGKILL: nobody is left to stop them in order, every part survives a crash, and
+        # the ports are free at once.
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the setting took effect
             os._exit(1)
