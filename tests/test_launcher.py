@@ -2,12 +2,22 @@
 external servers."""
 
 import asyncio
+import io
+import os
+import signal
+import subprocess
+from contextlib import suppress
+from pathlib import Path
 
 import nats as nats_client
+from pydicom import dcmread
 
 from edge_core.objectstore import make_client
 from edge_core.topology import DATASHARES_BUCKET
 from edge_embedded.ports import port_is_free
+from edge_embedded.s3_server import S3_EXTRA_PORTS
+from edge_testing.dcmtk import DCMTK_ENV, dcmtk, echoscu
+from edge_testing.dicom_data import write_series
 from edge_testing.servers import wait_until
 from edge_testing.stack import start_stack
 
@@ -134,3 +144,120 @@ def test_external_s3_and_database_switch_the_embedded_ones_off(tmp_path, s3, pos
         assert client.bucket_exists("external-buffer")
     finally:
         stack.stop()
+
+
+# --- Crashes of the launcher and of its embedded servers -----------------------------------
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc; zombies hold nothing, so they
+    count as gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces, so split after its ")".
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _started(pid: int) -> str | None:
+    """When a live process started (its identity, as pids are reused); None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _every_port(stack) -> list[int]:
+    """Each port the stack listens on, the embedded servers' extra ones included."""
+    return [
+        stack.receiver_port,
+        stack.registry_port,
+        stack.monitor_port,
+        stack.nats_port,
+        stack.nats_port + 1,  # NATS monitoring
+        *range(stack.s3_port, stack.s3_port + 1 + S3_EXTRA_PORTS),
+    ]
+
+
+def _answered_success(storescu_log: str) -> set[str]:
+    """SOP Instance UIDs of the files that storescu -v saw answered Success."""
+    answered, current = set(), None
+    for line in storescu_log.splitlines():
+        if "Sending file: " in line:
+            current = line.split("Sending file: ", 1)[1].strip()
+        elif "Received Store Response (Success)" in line and current:
+            answered.add(str(dcmread(current, stop_before_pixels=True).SOPInstanceUID))
+    return answered
+
+
+def _delivered(destination, prefix: str) -> set[str]:
+    return {
+        str(
+            dcmread(
+                io.BytesIO(destination.get_bytes(o.key)), stop_before_pixels=True
+            ).SOPInstanceUID
+        )
+        for o in destination.list(prefix)
+    }
+
+
+def test_killing_the_launcher_takes_every_child_down(tmp_path):
+    stack = start_stack(tmp_path)
+    children: dict[int, str | None] = {}
+    try:
+        assert stack.api("registry", "POST", "/api/v1/datashares", {"id": "ORPHAN"})[0] == 201
+        wait_until(lambda: echoscu(stack.receiver_port, "ORPHAN"), what="datashare to go live")
+        files = write_series(tmp_path / "ct", 40)
+        destination = stack.store("edge-destination")
+        sender = subprocess.Popen(
+            [dcmtk("storescu"), "-v", "-aec", "ORPHAN", "127.0.0.1", str(stack.receiver_port),
+             *map(str, files)],
+            env=DCMTK_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        wait_until(lambda: len(list(destination.list("ORPHAN/"))) >= 3, what="first deliveries")
+
+        assert stack.proc is not None
+        children = {pid: _started(pid) for pid in _descendants(stack.proc.pid)}
+        assert len(children) >= 6  # NATS, weed, registry, receiver, uploader, monitor
+        stack.proc.kill()  # as an OOM kill or a crashed terminal would
+        stack.proc.wait()
+        # Every child dies with it and lets go of its ports: a new launcher can start.
+        wait_until(
+            lambda: (
+                not [p for p, started in children.items() if _started(p) == started]
+                and not [p for p in _every_port(stack) if not port_is_free(p)]
+            ),
+            timeout_s=5,
+            what="every child of the killed launcher to exit and free its port",
+        )
+        out, _ = sender.communicate(timeout=60)
+        answered = _answered_success(out)
+        assert len(answered) >= 3, out  # at least those already delivered
+
+        stack.launch()
+        wait_until(
+            lambda: answered <= _delivered(destination, "ORPHAN/"),
+            timeout_s=120,
+            what="every instance answered Success to reach the destination",
+        )
+    finally:
+        stack.stop()
+        for pid, started in children.items():  # orphans of a failed run hold ports
+            if _started(pid) == started:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

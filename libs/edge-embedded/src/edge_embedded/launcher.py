@@ -2,8 +2,10 @@
 
 Starts the embedded NATS and S3 store (unless ``EDGE_NATS_URL`` / ``EDGE_S3_ENDPOINT`` point
 at real ones), then the registry, receiver(s), uploader and monitor as child processes; prints
-where to find them and the API token; restarts a service that dies; stops everything cleanly
-on Ctrl-C or SIGTERM. Data lives under ``EDGE_DATA_DIR`` (``./var``) and survives a restart.
+where to find them and the API token; restarts a service, NATS or the S3 store that dies;
+stops everything cleanly on Ctrl-C or SIGTERM. Every child dies with the launcher, even when
+it is killed with SIGKILL (see ``process.py``). Data lives under ``EDGE_DATA_DIR``
+(``./var``) and survives a restart.
 """
 
 import logging
@@ -110,7 +112,10 @@ class Stack:
                 "the embedded NATS server",
                 "set EDGE_EMBEDDED_NATS_PORT to another port, or EDGE_NATS_URL to a NATS server",
             )
-            self.embedded.append(nats_server(self.data_dir / "nats", port, port + 1).start())
+            nats = nats_server(self.data_dir / "nats", port, port + 1)
+            self._spawn(nats)
+            nats.wait_ready(timeout_s=60)
+            self.embedded.append(nats)
             self.env["EDGE_NATS_URL"] = f"nats://127.0.0.1:{port}"
         if "s3_endpoint" not in s.model_fields_set:
             port = s.embedded_s3_port
@@ -121,15 +126,16 @@ class Stack:
                 "set EDGE_EMBEDDED_S3_PORT to another base port, or EDGE_S3_ENDPOINT to an "
                 "S3 service",
             )
-            self.embedded.append(
-                s3_server(
-                    self.data_dir / "s3",
-                    port,
-                    s.s3_access_key,
-                    s.s3_secret_key.get_secret_value(),
-                    other_ports=others,
-                ).start(timeout_s=120)
+            store = s3_server(
+                self.data_dir / "s3",
+                port,
+                s.s3_access_key,
+                s.s3_secret_key.get_secret_value(),
+                other_ports=others,
             )
+            self._spawn(store)
+            store.wait_ready(timeout_s=120)
+            self.embedded.append(store)
             self.env["EDGE_S3_ENDPOINT"] = f"127.0.0.1:{port}"
             self._create_buckets(f"127.0.0.1:{port}")
 
@@ -181,31 +187,39 @@ class Stack:
             proc.wait_ready(timeout_s=120)
 
     def _spawn(self, proc: ServerProcess) -> None:
-        """Start a service and note its pid in ``<data>/run/<name>.pid`` (for operators'
-        tools, and tests that kill one)."""
-        proc.spawn()
+        """Start a child and note its pid in ``<data>/run/<name>.pid`` (for operators'
+        tools, and tests that kill one). It dies with the launcher, even by SIGKILL: no
+        orphan keeps the ports that the next ``make run`` needs."""
+        proc.spawn(die_with_parent=True)
         run = self.data_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
         assert proc.proc is not None
         (run / f"{proc.name}.pid").write_text(f"{proc.proc.pid}\n")
 
     def supervise(self) -> None:
-        """Restart a service that exits on its own, backing off if it keeps failing."""
+        """Restart a service, NATS or the S3 store that exits on its own (same ports, same
+        data; the services reconnect by themselves), backing off if it keeps failing."""
         failures: dict[str, int] = {}
         restart_at: dict[str, float] = {}
+        spawned_at: dict[str, float] = {}
         while not self.stopping:
             now = time.monotonic()
-            for proc in self.services:
+            for proc in [*self.embedded, *self.services]:
                 if proc.running:
+                    # Up for a minute: a later exit starts the backoff afresh.
+                    if now - spawned_at.get(proc.name, 0.0) > 60:
+                        failures.pop(proc.name, None)
                     continue
                 if proc.name not in restart_at:
                     n = failures.get(proc.name, 0)
                     code = proc.proc.returncode if proc.proc else None
-                    log.error("%s exited (code %s); restarting in %ss", proc.name, code, 2**n)
-                    restart_at[proc.name] = now + min(2**n, 30)
+                    delay = min(2**n, 30)
+                    log.error("%s exited (code %s); restarting in %ss", proc.name, code, delay)
+                    restart_at[proc.name] = now + delay
                 elif now >= restart_at[proc.name]:
                     del restart_at[proc.name]
                     failures[proc.name] = failures.get(proc.name, 0) + 1
+                    spawned_at[proc.name] = now
                     self._spawn(proc)
             time.sleep(0.2)
 

@@ -1,14 +1,39 @@
 """A child server process with a readiness check and a clean stop."""
 
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGKILL the child when this process dies, even
+    by SIGKILL (which leaves it no chance to stop its children). The setting survives
+    ``exec``, but not into the child's own children (none of ours has any). The kernel
+    fires it when the *thread* that forked exits, so it is for the launcher, which spawns
+    from its main thread, not for test fixtures that may start servers from a worker thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not after
+    parent = os.getpid()
+
+    def preexec() -> None:
+        # SIGKILL: nobody is left to stop them in order, every part survives a crash, and
+        # the ports are free at once.
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the setting took effect
+            os._exit(1)
+
+    return preexec
 
 
 class ServerProcess:
@@ -30,8 +55,9 @@ class ServerProcess:
         self.wait_ready(timeout_s)
         return self
 
-    def spawn(self) -> None:
-        """Start without waiting for readiness."""
+    def spawn(self, die_with_parent: bool = False) -> None:
+        """Start without waiting for readiness. ``die_with_parent``: the kernel kills it when
+        this process dies (the launcher's children; spawn from the main thread then)."""
         logfile = None
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +68,7 @@ class ServerProcess:
             stderr=subprocess.STDOUT if logfile else None,
             env=self.env,
             start_new_session=True,  # a Ctrl-C at the terminal is handled by the launcher
+            preexec_fn=_die_with_this_process() if die_with_parent else None,
         )
         if logfile:
             logfile.close()
