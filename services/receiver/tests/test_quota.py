@@ -115,9 +115,6 @@ def test_object_larger_than_the_quota_is_refused_without_being_spooled(
             status = assoc.send_c_store(source).Status
         finally:
             spool_peak = peak.stop()
-        # The same association carries on: a small instance fits.
-        monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", False)
-        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
         assoc.release()
 
         assert status == 0xA700
@@ -126,6 +123,7 @@ def test_object_larger_than_the_quota_is_refused_without_being_spooled(
         (refused,) = wait_for_event(settings, "instance.refused")
         assert refused.data.reason == "buffer_full"
         assert not list(s3.store(settings.buffer_bucket).list())
+        # Nothing stays reserved: a small instance fits.
         assert pynetdicom_store(receiver.port, "DS1", [instance()]) == [0x0000]
         wait_until(
             lambda: not any(p.stat().st_size for p in settings.spool_dir.glob("*")),
@@ -160,9 +158,9 @@ def test_concurrent_senders_cannot_overshoot_the_quota_together(edge_settings, s
         for thread in senders:
             thread.join()
 
-        assert sorted(statuses) in ([0, 0, 0xA700, 0xA700], [0, 0xA700, 0xA700, 0xA700]), [
-            hex(s) for s in statuses
-        ]
+        # Which ones win depends on how their PDUs interleave (all four may even run out
+        # half-way); never more than fit.
+        assert len(statuses) == 4 and set(statuses) <= {0, 0xA700}, [hex(s) for s in statuses]
         assert statuses.count(0) <= 2
         stored_bytes = sum(o.size for o in s3.store(settings.buffer_bucket).list())
         assert stored_bytes <= quota
@@ -216,20 +214,20 @@ def mismatched(tmp_path: Path, *, sop_class: bool) -> Path:
     return path
 
 
-def test_dataset_not_matching_the_request_is_refused(receiver, receiver_settings, tmp_path):
+def test_dataset_not_matching_the_request_is_refused(
+    receiver, receiver_settings, tmp_path, monkeypatch
+):
     put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
-    _config.STORE_SEND_CHUNKED_DATASET = True  # sends the file's UIDs in the request
-    try:
-        ae = AE(ae_title="HOSPITALPACS")
-        ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
-        assoc = ae.associate("127.0.0.1", receiver.port, ae_title="DS1")
-        answers = [
-            assoc.send_c_store(mismatched(tmp_path, sop_class=True)),
-            assoc.send_c_store(mismatched(tmp_path, sop_class=False)),
-        ]
-        assoc.release()
-    finally:
-        _config.STORE_SEND_CHUNKED_DATASET = False
+    # Sending from the file puts its File Meta Information's UIDs in the request.
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE(ae_title="HOSPITALPACS")
+    ae.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", receiver.port, ae_title="DS1")
+    answers = [
+        assoc.send_c_store(mismatched(tmp_path, sop_class=True)),
+        assoc.send_c_store(mismatched(tmp_path, sop_class=False)),
+    ]
+    assoc.release()
 
     assert [a.Status for a in answers] == [0xA900, 0xA900]
     assert "SOP Class UID" in answers[0].ErrorComment
