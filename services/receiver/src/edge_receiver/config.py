@@ -23,6 +23,9 @@ class ReceiverSettings(EdgeSettings):
     receiver_dimse_timeout_s: float = 60.0
     # Idle connection (and a stalled read or TLS handshake) is dropped after this.
     receiver_network_timeout_s: float = 60.0
+    # A DIMSE message with more PDVs of under 128 bytes than this aborts its association:
+    # parsing floods of empty PDVs costs CPU (a real sender uses one or two per message).
+    receiver_max_tiny_pdvs: int = 64
 
     # DICOM TLS: on when both a certificate and key are given; with a CA file, clients must
     # present a certificate it signed.

@@ -37,6 +37,7 @@ from edge_receiver.bridge import Bus, LoopThread
 from edge_receiver.config import ReceiverSettings
 from edge_receiver.quota import BufferQuota, default_quota, watch_buffer
 from edge_receiver.server import EdgeServer, make_ae, start_server
+from edge_receiver.spool import guard_association, release_spools
 from edge_receiver.store import StoreDeps, handle_store
 from edge_receiver.versions import open_digests
 
@@ -138,12 +139,14 @@ def start(settings: ReceiverSettings) -> Receiver:
     assoc_deps = AssociationDeps(table, bus_, sessions, settings.receiver_ae_title, name)
     store_deps = StoreDeps(store, bus_, loop, digests, quota, sessions)
     handlers: list[tuple[Any, Callable[..., Any], list[Any]]] = [
+        (evt.EVT_REQUESTED, guard_association, [quota, settings.receiver_max_tiny_pdvs]),
         (evt.EVT_REQUESTED, handle_requested, [assoc_deps]),
         (evt.EVT_REJECTED, handle_rejected, [assoc_deps]),
         (evt.EVT_ESTABLISHED, handle_established, [assoc_deps]),
         (evt.EVT_RELEASED, handle_released, [assoc_deps]),
         (evt.EVT_ABORTED, handle_aborted, [assoc_deps]),
         (evt.EVT_CONN_CLOSE, handle_connection_closed, [assoc_deps]),
+        (evt.EVT_CONN_CLOSE, release_spools, []),
         (evt.EVT_C_STORE, handle_store, [store_deps]),
     ]
     server = start_server(make_ae(settings), settings, handlers)

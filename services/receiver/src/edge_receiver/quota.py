@@ -1,9 +1,12 @@
-"""Buffer accounting: the receiver refuses new instances (Out of Resources) while the buffer
-holds more than its quota, and accepts again by itself once the uploader has drained it.
+"""Buffer accounting: the receiver refuses new instances (Out of Resources) when they do not
+fit in the buffer's quota, and accepts again by itself once the uploader has drained it.
 
 Usage is known from a periodic listing of the bucket, plus what this process stored since
 (a C-STORE never lists the bucket). Several receiver processes each add their own writes
 between listings; the listing reconciles them all.
+
+Incoming datasets reserve their bytes as they arrive (see ``spool``), so that what is in
+flight on concurrent associations counts too: used + reserved never passes the quota.
 """
 
 import asyncio
@@ -32,6 +35,11 @@ class BufferQuota:
         self.used_bytes = 0
         self.objects = 0
         self.refusing = False
+        self.reserved_bytes = 0  # spooled by C-STOREs in progress
+        # Set when the quota turned something away: the watcher re-lists the bucket every
+        # second until a listing clears it, so accepting again follows a drain closely.
+        self.short = False
+        self._needed = 0  # the size of an incoming dataset that did not fit (0: none)
         self._on_change = on_change
         self._lock = threading.Lock()
 
@@ -48,6 +56,28 @@ class BufferQuota:
         with self._lock:
             self.objects, self.used_bytes = objects, used_bytes
             self._update()
+            self.short = self.refusing
+
+    def reserve(self, size: int, total: int) -> bool:
+        """Room for ``size`` more bytes of an incoming dataset (``total`` with what it has
+        reserved already): taken if there is. If not, the buffer counts as refusing until
+        it has room for ``total``, unless that is more than the whole quota (such an object
+        never fits, and says nothing about how full the buffer is)."""
+        with self._lock:
+            if self.used_bytes + self.reserved_bytes + size <= self.quota_bytes:
+                self.reserved_bytes += size
+                return True
+            self.short = True
+            if total <= self.quota_bytes:
+                self._needed = max(self._needed, total)
+            changed = self._update()
+        if changed:
+            self._on_change(self.usage())
+        return False
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.reserved_bytes -= size
 
     def add(self, size: int) -> None:
         with self._lock:
@@ -58,8 +88,13 @@ class BufferQuota:
             self._on_change(self.usage())
 
     def _update(self) -> bool:
-        refusing = self.used_bytes >= self.quota_bytes
+        refusing = self.used_bytes >= self.quota_bytes or (
+            self._needed > 0 and self.used_bytes + self._needed > self.quota_bytes
+        )
+        if not refusing:
+            self._needed = 0
         changed, self.refusing = refusing != self.refusing, refusing
+        self.short = self.short or refusing
         if changed:
             log.warning(
                 "buffer %s: %d of %d bytes used",
@@ -91,8 +126,9 @@ async def watch_buffer(
     spool_dir: Path,
     spool_stale_s: float,
 ) -> None:
-    """For ever: list the bucket, correct the estimate, publish ``buffer.usage``; more often
-    while refusing, so that the receiver accepts again soon after the buffer drains."""
+    """For ever: list the bucket, correct the estimate, publish ``buffer.usage``; every second
+    while the quota is short, so that the receiver accepts again soon after the buffer drains
+    (a listing of a full buffer costs the store some CPU; it is idle in that state anyway)."""
     while True:
         try:
             objects, used = await asyncio.to_thread(store.usage)
@@ -102,4 +138,10 @@ async def watch_buffer(
             quota.reset(objects, used)
             announce(quota.usage())
         await asyncio.to_thread(sweep_spool, spool_dir, spool_stale_s)
-        await asyncio.sleep(max(1.0, interval_s / 5) if quota.refusing else interval_s)
+        # In steps of a second: the quota may fall short at any moment.
+        waited = 0.0
+        while waited < interval_s and not quota.short:
+            await asyncio.sleep(min(1.0, interval_s))
+            waited += 1.0
+        if quota.short:
+            await asyncio.sleep(1.0)

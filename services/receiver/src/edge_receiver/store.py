@@ -12,10 +12,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
+from pydicom.dataset import Dataset
 from pynetdicom.events import Event
 
 from edge_core.events import (
@@ -31,6 +32,7 @@ from edge_receiver.associations import Session, Sessions
 from edge_receiver.bridge import Bus, LoopThread
 from edge_receiver.metadata import InstanceMetadata, InvalidDataset, read_metadata
 from edge_receiver.quota import BufferQuota
+from edge_receiver.spool import GuardedDIMSE, SpoolState
 from edge_receiver.versions import is_new_version
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700  # the PACS should retry later
 CANNOT_UNDERSTAND = 0xC000  # the PACS should not retry as is
+# The dataset's SOP Class or Instance UID differs from the request's: DCMTK's storescp answers
+# this status for both, so a PACS already shows it.
+DOES_NOT_MATCH = 0xA900
 
 # Objects up to this size are read into memory once (one read, one hash, one put);
 # larger ones are hashed and uploaded from the spool file in chunks.
@@ -76,31 +81,51 @@ def _sha256(spool: BinaryIO, data: bytes | None) -> str:
     return digest.hexdigest()
 
 
-def handle_store(event: Event, deps: StoreDeps) -> int:
+def handle_store(event: Event, deps: StoreDeps) -> int | Dataset:
     """EVT_C_STORE: returns the DICOM status, never raises."""
     session = deps.sessions.get(event.assoc)
-    sop_uid = str(getattr(event.request, "AffectedSOPInstanceUID", "") or "")
-    if session is None:  # cannot happen for an association we accepted
-        log.error("C-STORE on an association without a datashare")
-        return OUT_OF_RESOURCES
-    if deps.quota.refusing:
-        return _refuse(
-            deps, session, sop_uid, OUT_OF_RESOURCES, "buffer_full", "buffer quota reached"
-        )
-    # One open file throughout: a long upload's spool file stays readable even if the
-    # stale-spool sweeper unlinks it meanwhile.
-    with event.dataset_path.open("rb") as spool:
-        return _store(deps, session, sop_uid, spool)
+    request = event.request
+    sop_uid = str(getattr(request, "AffectedSOPInstanceUID", "") or "")
+    dimse = event.assoc.dimse
+    # What the spool guard reserved for this dataset; given back once it is stored or refused.
+    spooled = (
+        dimse.take_spool(str(event.dataset_path))
+        if isinstance(dimse, GuardedDIMSE)
+        else SpoolState()
+    )
+    try:
+        if session is None:  # cannot happen for an association we accepted
+            log.error("C-STORE on an association without a datashare")
+            return OUT_OF_RESOURCES
+        if spooled.discarded:  # the rest did not fit: nothing of it was spooled
+            return _refuse(
+                deps, session, sop_uid, OUT_OF_RESOURCES, "buffer_full", "buffer quota reached"
+            )
+        # One open file throughout: a long upload's spool file stays readable even if the
+        # stale-spool sweeper unlinks it meanwhile.
+        with event.dataset_path.open("rb") as spool:
+            return _store(deps, session, request, spool)
+    finally:
+        deps.quota.release(spooled.reserved)
 
 
-def _store(deps: StoreDeps, session: Session, sop_uid: str, spool: BinaryIO) -> int:
+def _store(deps: StoreDeps, session: Session, request: Any, spool: BinaryIO) -> int | Dataset:
     started = time.perf_counter()
+    sop_uid = str(request.AffectedSOPInstanceUID or "")
     size = os.fstat(spool.fileno()).st_size
     data = spool.read() if size <= IN_MEMORY_MAX else None
     try:
         meta = read_metadata(io.BytesIO(data) if data is not None else spool)
     except InvalidDataset as exc:
         return _refuse(deps, session, sop_uid, CANNOT_UNDERSTAND, "invalid_dataset", str(exc))
+    mismatch = _mismatch(request, meta)
+    if mismatch:
+        comment, detail = mismatch
+        _refuse(deps, session, sop_uid, DOES_NOT_MATCH, "invalid_dataset", detail)
+        answer = Dataset()
+        answer.Status = DOES_NOT_MATCH
+        answer.ErrorComment = comment
+        return answer
 
     try:
         sha256 = _sha256(spool, data)
@@ -154,6 +179,21 @@ def _store(deps: StoreDeps, session: Session, sop_uid: str, spool: BinaryIO) -> 
         (time.perf_counter() - stored_at) * 1000,
     )
     return SUCCESS
+
+
+def _mismatch(request: Any, meta: InstanceMetadata) -> tuple[str, str] | None:
+    """(Error Comment, detail) when the dataset is not the instance the request names:
+    filed and forwarded as is, it would be refused only later, by a C-STORE destination."""
+    for name, ours, theirs in (
+        ("SOP Class UID", meta.sop_class_uid, request.AffectedSOPClassUID),
+        ("SOP Instance UID", meta.sop_instance_uid, request.AffectedSOPInstanceUID),
+    ):
+        if ours != str(theirs or ""):
+            return (
+                f"{name} in the data set differs from the request",  # fits LO (64)
+                f"{name} {ours!r} in the data set differs from the request's {str(theirs)!r}",
+            )
+    return None
 
 
 def _drop_if_already_delivered(deps: StoreDeps, key: str, ack: PubAck) -> None:
