@@ -385,7 +385,7 @@ def main() -> None:
         help="an EDGE_* setting for Edge's stack (repeatable)",
     )
     args = parser.parse_args()
-    EDGE_ENV.update(item.split("=", 1) for item in args.env)  # type: ignore[misc]
+    EDGE_ENV.update(item.split("=", 1) for item in args.env)
     if args.quick:
         args.ct, args.small = min(args.ct, 30), min(args.small, 150)
     results = run(args)
