@@ -239,16 +239,20 @@ def edge_forward(work: Path) -> Iterator[Target]:
     """Edge with a C-STORE destination (a DCMTK storescp)."""
     dest = start_storescp(work / "dest", "--fork")
     url = f"dicom://{dest.aet}@127.0.0.1:{dest.port}"
-    with edge(work, EDGE_DEFAULT_DESTINATION=url) as target:
+    with edge(work, **(EDGE_ENV | {"EDGE_DEFAULT_DESTINATION": url})) as target:
         target.name, target.whole_job = "edge-forward", True
         target.after_send = _arrived(dest.directory, set())
         yield target
     dest.process.stop()
 
 
+# Extra EDGE_* settings for Edge's stack (``--env NAME=VALUE``), e.g. to compare two settings.
+EDGE_ENV: dict[str, str] = {}
+
+
 @contextmanager
 def edge(work: Path, **env: str) -> Iterator[Target]:
-    stack = start_stack(work / "edge", **env)
+    stack = start_stack(work / "edge", **(EDGE_ENV | env))
     try:
         status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "BENCH"})
         if status != 201:
@@ -373,7 +377,15 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="a short run: 30 CT and 150 small per scenario"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an EDGE_* setting for Edge's stack (repeatable)",
+    )
     args = parser.parse_args()
+    EDGE_ENV.update(item.split("=", 1) for item in args.env)
     if args.quick:
         args.ct, args.small = min(args.ct, 30), min(args.small, 150)
     results = run(args)

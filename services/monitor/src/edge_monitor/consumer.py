@@ -21,6 +21,10 @@ PRUNE_EVERY_S = 300.0
 # How often the position moves to the consumer's ack floor: past sequences the stream no
 # longer holds, so the applied sequences above the low-water mark stay few.
 ADVANCE_EVERY_S = 10.0
+# Under a trickle a fetch returns the one or two events already there: after a first one,
+# let the batch fill for this long (or until it is full) and fetch the rest, so that one
+# transaction folds tens of events instead of one or two (the status lags by this much).
+GATHER_S = 0.2
 
 
 def fold(sessions: sessionmaker[Session], batch: Sequence[tuple[int, bytes]]) -> int:
@@ -130,12 +134,19 @@ async def consume(
                     floor = await ack_floor(js, settings.events_stream)
                     await asyncio.to_thread(advance, sessions, stream, floor)
                     advanced = time.monotonic()
+                limit = min(batch_size, MONITOR_MAX_BATCH)
                 try:
-                    msgs = await sub.fetch(min(batch_size, MONITOR_MAX_BATCH), timeout=1.0)
+                    msgs = await sub.fetch(limit, timeout=1.0)
                 except TimeoutError:  # nothing new (nats-py raises its own or asyncio's)
                     continue
                 if not msgs:  # a fetch can end with only status messages
                     continue
+                if len(msgs) < limit:
+                    await asyncio.sleep(GATHER_S)
+                    try:
+                        msgs += await sub.fetch(limit - len(msgs), timeout=0.05)
+                    except TimeoutError:
+                        pass
                 batch = [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
                 if any(
                     msg.metadata.num_delivered == 1 and seq <= high

@@ -17,6 +17,9 @@ class UploaderSettings(EdgeSettings):
     destination_s3_secret_key: SecretStr | None = None
     destination_s3_secure: bool | None = None
 
+    # CPU priority given up at start (os.nice): the buffer absorbs bursts, so under load the
+    # PACS-facing receiver gets the CPU first and the uploader catches up. 0: unchanged.
+    uploader_nice: int = Field(default=5, ge=0, le=19)
     # Instances in flight per uploader process.
     uploader_concurrency: int = Field(default=8, ge=1)
     # Attempts (deliveries of one event) before a transient failure is dead-lettered.

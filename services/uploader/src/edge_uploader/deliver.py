@@ -83,6 +83,8 @@ class Work:
     seq: int
     # Which version this is: the stream sequence of its instance.stored event.
     version: int
+    # Its claim was the first of any version of this SOP instance (see versions.Claim).
+    first_claim: bool = False
 
     def event_id(self, kind: str, attempt: int = 0) -> str:
         """The same for a repeat of the same step, so JetStream drops the repeat."""
@@ -173,6 +175,7 @@ class Uploader:
             claim = await self.versions.claim(
                 work.datashare, work.ref.sop_instance_uid, work.version
             )
+            work.first_claim = claim.first
             if claim.decision is Decision.SUPERSEDED:
                 await self._superseded(work, claim.newest)
             elif claim.decision is Decision.WAIT:
@@ -246,7 +249,8 @@ class Uploader:
             error = f"buffered object {work.source_key} does not match its size and SHA-256"
             await self._settle(work, url, failed(error, permanent=True))
             return None
-        return Item(work.datashare, work.ref, spooled.path, spooled.etag)
+        first = work.first_claim and work.attempt == 1
+        return Item(work.datashare, work.ref, spooled.path, spooled.etag, first)
 
     async def _settle(self, work: Work, url: str, outcome: Outcome) -> None:
         try:

@@ -67,6 +67,8 @@ def main() -> None:
     os.umask(0o077)  # what it creates under var/ (spool files) is owner-only
     settings = UploaderSettings()
     configure_logging("uploader", settings.log_level, settings.log_format)
+    if settings.uploader_nice:
+        os.nice(settings.uploader_nice)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -19,7 +19,7 @@ revision, so all uploaders agree.
 import enum
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -35,6 +35,9 @@ class Decision(enum.Enum):
 class Claim:
     decision: Decision
     newest: int  # the newest version's stream sequence
+    # This claim created the record: no version of this SOP instance was claimed before (within
+    # the records' lifetime), so no uploader can have written it to a destination yet.
+    first: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class Versions:
             try:
                 if rec is None:
                     await self.kv.create(key, _encode(seq, seq))
-                    return Claim(Decision.DELIVER, seq)
+                    return Claim(Decision.DELIVER, seq, first=True)
                 if rec.newest > seq:
                     if rec.active == seq:  # ours, from an attempt that never ended (a crash)
                         await self.kv.update(key, _encode(rec.newest, None), rec.revision)

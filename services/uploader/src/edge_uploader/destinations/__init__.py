@@ -22,6 +22,9 @@ class Item:
     path: Path
     # The S3 ETag of these bytes (MD5, or MD5 of the parts' MD5s above the part size).
     etag: str
+    # No uploader has sent any version of this SOP instance before (its first claim, first
+    # delivery): a destination need not look whether it already holds it.
+    first: bool = False
 
 
 @dataclass(frozen=True)
