@@ -5,6 +5,9 @@ from pathlib import Path
 
 import nats as nats_client
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import SecondaryCaptureImageStorage
 
 from edge_core.datashares import Datashare
 from edge_core.events import Event, parse_event
@@ -13,6 +16,7 @@ from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_embedded.ports import free_ports
 from edge_receiver.config import ReceiverSettings
 from edge_testing.dcmtk import echoscu as echo
+from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.servers import wait_until
 
 
@@ -104,3 +108,17 @@ def pynetdicom_store(port: int, called: str, datasets, calling: str = "HOSPITALP
         return [int(assoc.send_c_store(ds).Status) for ds in datasets]
     finally:
         assoc.release()
+
+
+def small_instance(number: int = 1, rows: int = 64, columns: int = 64) -> Dataset:
+    """A secondary-capture instance of a new study (64x64 by default: ~8 kB)."""
+    uid = generate_uid(prefix=EDGE_TEST_ROOT)
+    return make_instance(
+        study_uid=uid,
+        series_uid=uid + ".1",
+        number=number,
+        sop_class=SecondaryCaptureImageStorage,
+        modality="OT",
+        rows=rows,
+        columns=columns,
+    )

@@ -24,27 +24,17 @@ from receiver_testing import (
     receiver_settings_for,
     wait_for_event,
 )
+from receiver_testing import (
+    small_instance as instance,
+)
 
 from edge_core.datashares import Datashare
 from edge_receiver.main import start
 from edge_testing.dcmtk import echoscu as echo
-from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
+from edge_testing.dicom_data import EDGE_TEST_ROOT
 from edge_testing.servers import wait_until
 
 MiB = 2**20
-
-
-def instance(rows: int = 64, columns: int = 64, number: int = 1) -> Dataset:
-    uid = generate_uid(prefix=EDGE_TEST_ROOT)
-    return make_instance(
-        study_uid=uid,
-        series_uid=uid + ".1",
-        number=number,
-        sop_class=SecondaryCaptureImageStorage,
-        modality="OT",
-        rows=rows,
-        columns=columns,
-    )
 
 
 def write_sparse_instance(path: Path, pixel_bytes: int) -> Dataset:

@@ -7,7 +7,7 @@ import random
 import struct
 
 import nats as nats_client
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE, _config
 from pynetdicom.sop_class import SecondaryCaptureImageStorage
 from receiver_testing import (
@@ -17,27 +17,15 @@ from receiver_testing import (
     receiver_settings_for,
     wait_for_event,
 )
+from receiver_testing import (
+    small_instance as instance,
+)
 
 from edge_core.datashares import Datashare
 from edge_core.events import parse_event
 from edge_core.topology import UPLOADER_CONSUMER
 from edge_receiver.main import start
-from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.servers import settings_for, start_s3, wait_until
-
-SMALL = {"rows": 64, "columns": 64}
-
-
-def instance(number: int = 1):
-    uid = generate_uid(prefix=EDGE_TEST_ROOT)
-    return make_instance(
-        study_uid=uid,
-        series_uid=uid + ".1",
-        number=number,
-        sop_class=SecondaryCaptureImageStorage,
-        modality="OT",
-        **SMALL,
-    )
 
 
 def test_nats_down_gives_out_of_resources_then_recovers(receiver, receiver_settings, nats):

@@ -48,7 +48,7 @@ def _non_public(address: Address) -> str | None:
     return None
 
 
-def _is_ip(host: str) -> bool:
+def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -109,7 +109,7 @@ class DestinationPolicy:
         for address in resolve(host, port):
             kind = _non_public(address)
             if kind:
-                shown = host if _is_ip(host) else f"{host} ({address})"
+                shown = host if is_ip(host) else f"{host} ({address})"
                 raise ValueError(
                     f"destination {url!r}: {shown} is {kind} address; destinations inside "
                     "the site's own networks need EDGE_ALLOW_PRIVATE_DESTINATIONS=true"

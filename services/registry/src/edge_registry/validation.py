@@ -8,6 +8,8 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from edge_core.destination_policy import is_ip
+
 AE_TITLE_MAX = 16
 # DICOM default repertoire (ISO-IR 6, printable ASCII); the backslash separates values.
 _AE_ALLOWED = {chr(c) for c in range(0x20, 0x7F)} - {"\\"}
@@ -103,21 +105,13 @@ def _host_port(url: str, parts, port_required: bool) -> tuple[str, int | None]:
     except ValueError:
         raise ValueError(f"destination {url!r} has an invalid port") from None
     host = parts.hostname or ""
-    if not host or not (_HOST_RE.match(host) or _is_ip(host)):
+    if not host or not (_HOST_RE.match(host) or is_ip(host)):
         raise ValueError(f"destination {url!r} has no valid host name")
     if port_required and port is None:
         raise ValueError(f"destination {url!r} needs a port, as in dicom://AETITLE@host:11112")
     if port is not None and not 1 <= port <= 65535:
         raise ValueError(f"destination {url!r} has port {port}, outside 1-65535")
     return host, port
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _dicom_destination(url: str, parts) -> str:
