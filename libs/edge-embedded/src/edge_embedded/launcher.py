@@ -194,7 +194,11 @@ class Stack:
         run = self.data_dir / "run"
         run.mkdir(parents=True, exist_ok=True)
         assert proc.proc is not None
-        (run / f"{proc.name}.pid").write_text(f"{proc.proc.pid}\n")
+        # Written aside and renamed: a reader never sees a half-written (empty) pid file.
+        pid_file = run / f"{proc.name}.pid"
+        partial = pid_file.with_suffix(".pid.tmp")
+        partial.write_text(f"{proc.proc.pid}\n")
+        partial.replace(pid_file)
 
     def supervise(self) -> None:
         """Restart a service, NATS or the S3 store that exits on its own (same ports, same
