@@ -194,8 +194,8 @@ def handle_released(event: Event, deps: AssociationDeps) -> None:
     deps.bus.announce(AssociationClosedEvent(datashare=session.datashare, data=_closed(session)))
 
 
-def _aborted(event: Event, deps: AssociationDeps, reason: str) -> None:
-    session = deps.sessions.pop(event.assoc, None)
+def _aborted(assoc: Association, deps: AssociationDeps, reason: str) -> None:
+    session = deps.sessions.pop(assoc, None)
     if session is None:
         return
     log.warning(
@@ -213,10 +213,18 @@ def _aborted(event: Event, deps: AssociationDeps, reason: str) -> None:
 
 
 def handle_aborted(event: Event, deps: AssociationDeps) -> None:
-    _aborted(event, deps, "aborted")
+    _aborted(event.assoc, deps, "aborted")
 
 
 def handle_connection_closed(event: Event, deps: AssociationDeps) -> None:
     """EVT_CONN_CLOSE: an accepted association whose connection ended without a release or
     abort (a dropped connection or a timeout)."""
-    _aborted(event, deps, "connection closed")
+    _aborted(event.assoc, deps, "connection closed")
+
+
+def handle_association_end(assoc: Association, deps: AssociationDeps) -> None:
+    """When the association's thread ends, whatever the path (server.py calls it): one that
+    neither released nor aborted nor saw its connection close is a ghost, e.g. pynetdicom's
+    reader thread died on a P-DATA for an unnegotiated context or an undecodable command
+    (no EVT_ABORTED then); it is reported aborted so that nothing counts it active."""
+    _aborted(assoc, deps, "protocol error: the association ended without release or abort")

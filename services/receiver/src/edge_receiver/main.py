@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nats.aio.client import Client
@@ -27,6 +28,7 @@ from edge_receiver.associations import (
     AssociationDeps,
     Sessions,
     handle_aborted,
+    handle_association_end,
     handle_connection_closed,
     handle_established,
     handle_rejected,
@@ -146,7 +148,9 @@ def start(settings: ReceiverSettings) -> Receiver:
         (evt.EVT_CONN_CLOSE, handle_connection_closed, [assoc_deps]),
         (evt.EVT_C_STORE, handle_store, [store_deps]),
     ]
-    server = start_server(make_ae(settings), settings, handlers)
+    server = start_server(
+        make_ae(settings), settings, handlers, partial(handle_association_end, deps=assoc_deps)
+    )
     log.info(
         "receiver listening on %s:%d (quota %d bytes, %d datashares)",
         settings.receiver_host,

@@ -21,6 +21,7 @@ from typing import Any
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
+from pynetdicom.utils import make_target
 
 from edge_core.dicom_reactor import event_driven
 from edge_receiver.config import ReceiverSettings
@@ -145,7 +146,19 @@ class EdgeRequestHandler(RequestHandler):
         sock = assoc.dul.socket
         sock.__class__ = CappedAssociationSocket
         sock.pdu_length_cap = self.server.pdu_length_cap  # type: ignore[union-attr]
-        return event_driven(assoc)
+        assoc = event_driven(assoc)
+        # pynetdicom fires no event when its DUL thread dies of an exception (the association
+        # thread just stops): the end of the thread itself is the one thing that always comes.
+        run, on_end = assoc.run_reactor, self.server.on_association_end
+
+        def run_then_account() -> None:
+            try:
+                run()
+            finally:
+                on_end(assoc)
+
+        assoc._target = make_target(run_then_account)  # type: ignore[attr-defined]
+        return assoc
 
 
 class EdgeServer(ThreadedAssociationServer):
@@ -154,6 +167,7 @@ class EdgeServer(ThreadedAssociationServer):
     network_timeout: float | None = None
     pdu_length_cap: int = 0
     max_connections: int = 128
+    on_association_end: Callable[[Association], None] = staticmethod(lambda assoc: None)
     _connections = 0
     _connections_lock = threading.Lock()
 
@@ -210,7 +224,10 @@ def make_ae(settings: ReceiverSettings) -> AE:
 
 
 def start_server(
-    ae: AE, settings: ReceiverSettings, handlers: list[tuple[Any, Callable[..., Any], list[Any]]]
+    ae: AE,
+    settings: ReceiverSettings,
+    handlers: list[tuple[Any, Callable[..., Any], list[Any]]],
+    on_association_end: Callable[[Association], None],
 ) -> EdgeServer:
     server = EdgeServer(
         ae,
@@ -227,6 +244,7 @@ def start_server(
     server.network_timeout = settings.receiver_network_timeout_s
     server.pdu_length_cap = settings.pdu_length_cap
     server.max_connections = settings.receiver_max_connections
+    server.on_association_end = on_association_end  # type: ignore[method-assign,assignment]
     ae._servers.append(server)
     threading.Thread(target=server.serve_forever, name="edge-acceptor", daemon=True).start()
     return server
