@@ -282,17 +282,17 @@ def test_a_header_sent_byte_by_byte_is_still_an_association(live):
         assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC
 
 
-def test_idle_connections_beyond_the_limit_are_closed(edge_settings, tmp_path):
+def test_idle_connections_beyond_the_limit_are_closed_oldest_first(edge_settings, tmp_path):
     settings = receiver_settings_for(edge_settings, tmp_path / "r", receiver_max_connections=2)
     receiver = start(settings)
     try:
         put_datashares(settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
-        idle = [socket.create_connection(("127.0.0.1", receiver.port)) for _ in range(2)]
-        with socket.create_connection(("127.0.0.1", receiver.port)) as third:
-            assert closed_by_peer(third) == b""
+        idle = [socket.create_connection(("127.0.0.1", receiver.port)) for _ in range(3)]
+        assert closed_by_peer(idle[0]) == b""
+        assert echo(receiver.port, "DS1")  # the limit is full: the oldest idle one gives way
+        assert closed_by_peer(idle[1]) == b""
         for sock in idle:
             sock.close()
-        wait_until(lambda: echo(receiver.port, "DS1"), what="connections to be accepted again")
     finally:
         receiver.stop(grace_s=2)
 

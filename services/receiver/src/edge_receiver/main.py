@@ -137,7 +137,14 @@ def start(settings: ReceiverSettings) -> Receiver:
     tasks = loop.call(background(), timeout=90)
 
     sessions: Sessions = weakref.WeakKeyDictionary()
-    assoc_deps = AssociationDeps(table, bus_, sessions, settings.receiver_ae_title, name)
+    assoc_deps = AssociationDeps(
+        table,
+        bus_,
+        sessions,
+        settings.receiver_ae_title,
+        name,
+        max_associations=settings.receiver_max_associations,
+    )
     store_deps = StoreDeps(store, bus_, loop, digests, quota, sessions)
     handlers: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (evt.EVT_REQUESTED, handle_requested, [assoc_deps]),
