@@ -30,6 +30,7 @@ from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from receiver_testing import (
     put_datashares,
     pynetdicom_store,
+    read_events,
     receiver_settings_for,
     wait_for_event,
 )
@@ -281,16 +282,61 @@ def test_a_header_sent_byte_by_byte_is_still_an_association(live):
         assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC
 
 
-def test_idle_connections_beyond_the_limit_are_closed(edge_settings, tmp_path):
+def test_idle_connections_beyond_the_limit_are_closed_oldest_first(edge_settings, tmp_path):
     settings = receiver_settings_for(edge_settings, tmp_path / "r", receiver_max_connections=2)
     receiver = start(settings)
     try:
         put_datashares(settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
-        idle = [socket.create_connection(("127.0.0.1", receiver.port)) for _ in range(2)]
-        with socket.create_connection(("127.0.0.1", receiver.port)) as third:
-            assert closed_by_peer(third) == b""
+        idle = [socket.create_connection(("127.0.0.1", receiver.port)) for _ in range(3)]
+        assert closed_by_peer(idle[0]) == b""
+        assert echo(receiver.port, "DS1")  # the limit is full: the oldest idle one gives way
+        assert closed_by_peer(idle[1]) == b""
         for sock in idle:
             sock.close()
-        wait_until(lambda: echo(receiver.port, "DS1"), what="connections to be accepted again")
     finally:
         receiver.stop(grace_s=2)
+
+
+def established_raw_association(port: int, called: str) -> socket.socket:
+    """A raw socket with an accepted association (one context, id 1: Verification)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(encoded_association_request(called))
+    sock.settimeout(30)
+    header = sock.recv(6, socket.MSG_WAITALL)
+    assert header[:1] == b"\x02", header  # A-ASSOCIATE-AC
+    (length,) = struct.unpack(">L", header[2:6])
+    sock.recv(length, socket.MSG_WAITALL)
+    return sock
+
+
+def p_data(context_id: int, fragment: bytes, control: int = 0x03) -> bytes:
+    """One P-DATA-TF with one PDV (``control`` 0x03: a command's last fragment)."""
+    pdv = bytes([context_id, control]) + fragment
+    return struct.pack(">BBLL", 0x04, 0, len(pdv) + 4, len(pdv)) + pdv
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        pytest.param(p_data(99, b"\x00" * 12), id="p-data-on-unnegotiated-context"),
+        pytest.param(p_data(1, b"\xff" * 40), id="garbage-command"),
+        pytest.param(b"\x4f" * 64, id="garbage-pdu"),
+    ],
+)
+def test_a_broken_association_is_reported_aborted(live, receiver_settings, hostile):
+    """However pynetdicom's threads end, the association is accounted as aborted."""
+    with established_raw_association(live.port, "DS1") as sock:
+        port = sock.getsockname()[1]
+        sock.sendall(hostile)
+        closed_by_peer(sock)
+    (aborted,) = wait_until(
+        lambda: [
+            e
+            for e in read_events(receiver_settings, "association.aborted")
+            if e.data.peer_port == port
+        ],
+        what="association.aborted for the broken association",
+    )
+    assert aborted.data.reason
+    assert echo(live.port, "DS1")

@@ -6,6 +6,7 @@ Handlers are plain functions bound with their dependencies, the way pynetdicom b
 """
 
 import logging
+import threading
 import time
 import uuid
 import weakref
@@ -56,6 +57,9 @@ class AssociationDeps:
     sessions: Sessions
     receiver_ae_title: str
     receiver_name: str
+    # Accepted associations at once (sessions); pending connections never count.
+    max_associations: int = 32
+    slots: threading.Lock = field(default_factory=threading.Lock)
 
 
 def handle_requested(event: Event, deps: AssociationDeps) -> None:
@@ -94,7 +98,7 @@ def handle_requested(event: Event, deps: AssociationDeps) -> None:
     assoc.acceptor.supported_contexts = contexts_for_request(
         request.presentation_context_definition_list
     )
-    deps.sessions[assoc] = Session(
+    session = Session(
         datashare=found.id,
         ref=AssociationRef(
             association_id=uuid.uuid4().hex,
@@ -104,6 +108,25 @@ def handle_requested(event: Event, deps: AssociationDeps) -> None:
             peer_port=peer_port,
         ),
     )
+    with deps.slots:
+        full = len(deps.sessions) >= deps.max_associations
+        if not full:
+            deps.sessions[assoc] = session
+    if full:
+        reason_text = "local limit exceeded (too many associations)"
+        log.warning("rejecting association from %s:%s: %s", peer_host, peer_port, reason_text)
+        deps.bus.announce(
+            AssociationRejectedEvent(
+                data=AssociationRejected(
+                    **session.ref.model_dump(exclude={"association_id"}),
+                    result=2,
+                    source=3,
+                    reason=2,
+                    reason_text=reason_text,
+                )
+            )
+        )
+        reject(assoc, result=2, source=3, reason=2)  # rejected-transient: the PACS retries
 
 
 def reject(assoc: Association, result: int, source: int, reason: int) -> None:
@@ -194,8 +217,8 @@ def handle_released(event: Event, deps: AssociationDeps) -> None:
     deps.bus.announce(AssociationClosedEvent(datashare=session.datashare, data=_closed(session)))
 
 
-def _aborted(event: Event, deps: AssociationDeps, reason: str) -> None:
-    session = deps.sessions.pop(event.assoc, None)
+def _aborted(assoc: Association, deps: AssociationDeps, reason: str) -> None:
+    session = deps.sessions.pop(assoc, None)
     if session is None:
         return
     log.warning(
@@ -213,10 +236,18 @@ def _aborted(event: Event, deps: AssociationDeps, reason: str) -> None:
 
 
 def handle_aborted(event: Event, deps: AssociationDeps) -> None:
-    _aborted(event, deps, "aborted")
+    _aborted(event.assoc, deps, "aborted")
 
 
 def handle_connection_closed(event: Event, deps: AssociationDeps) -> None:
     """EVT_CONN_CLOSE: an accepted association whose connection ended without a release or
     abort (a dropped connection or a timeout)."""
-    _aborted(event, deps, "connection closed")
+    _aborted(event.assoc, deps, "connection closed")
+
+
+def handle_association_end(assoc: Association, deps: AssociationDeps) -> None:
+    """When the association's thread ends, whatever the path (server.py calls it): one that
+    neither released nor aborted nor saw its connection close is a ghost, e.g. pynetdicom's
+    reader thread died on a P-DATA for an unnegotiated context or an undecodable command
+    (no EVT_ABORTED then); it is reported aborted so that nothing counts it active."""
+    _aborted(assoc, deps, "protocol error: the association ended without release or abort")

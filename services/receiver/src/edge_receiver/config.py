@@ -14,8 +14,14 @@ class ReceiverSettings(EdgeSettings):
 
     # Hardening.
     receiver_max_associations: int = 32
-    # Open TCP connections, associations or not (each holds a thread): more are closed at once.
+    # Pending connections: not (yet) an accepted association, each holding a thread. Over
+    # either limit the oldest pending connection is closed (a PACS's request takes
+    # milliseconds: the oldest are idle or trickling peers).
     receiver_max_connections: int = 128
+    receiver_max_connections_per_host: int = 16
+    # Every PDU must arrive whole within this many seconds of its first byte (a peer that
+    # trickles bytes resets no timer).
+    receiver_pdu_deadline_s: float = 30.0
     # Maximum PDU length we advertise; a PDU declaring more than this plus 64 KiB (for an
     # A-ASSOCIATE-RQ with many contexts) closes the connection before anything is read.
     receiver_max_pdu_bytes: int = 1_048_576

@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nats.aio.client import Client
@@ -27,6 +28,7 @@ from edge_receiver.associations import (
     AssociationDeps,
     Sessions,
     handle_aborted,
+    handle_association_end,
     handle_connection_closed,
     handle_established,
     handle_rejected,
@@ -136,7 +138,14 @@ def start(settings: ReceiverSettings) -> Receiver:
     tasks = loop.call(background(), timeout=90)
 
     sessions: Sessions = weakref.WeakKeyDictionary()
-    assoc_deps = AssociationDeps(table, bus_, sessions, settings.receiver_ae_title, name)
+    assoc_deps = AssociationDeps(
+        table,
+        bus_,
+        sessions,
+        settings.receiver_ae_title,
+        name,
+        max_associations=settings.receiver_max_associations,
+    )
     store_deps = StoreDeps(store, bus_, loop, digests, quota, sessions)
     handlers: list[tuple[Any, Callable[..., Any], list[Any]]] = [
         (evt.EVT_REQUESTED, guard_association, [quota, settings.receiver_max_tiny_pdvs]),
@@ -149,7 +158,9 @@ def start(settings: ReceiverSettings) -> Receiver:
         (evt.EVT_CONN_CLOSE, release_spools, []),
         (evt.EVT_C_STORE, handle_store, [store_deps]),
     ]
-    server = start_server(make_ae(settings), settings, handlers)
+    server = start_server(
+        make_ae(settings), settings, handlers, partial(handle_association_end, deps=assoc_deps)
+    )
     log.info(
         "receiver listening on %s:%d (quota %d bytes, %d datashares)",
         settings.receiver_host,
