@@ -20,6 +20,7 @@ depends_on = None
 
 STATES = ("pending", "failing", "uploaded", "dead")
 ASSOCIATION_REPORTED = ("reported_instances", "reported_bytes", "reported_failures")
+INSTANCE_SEQS = ("stored_seq", "retry_seq", "failed_seq", "dead_seq", "uploaded_seq", "last_seq")
 _SEQ_OF_STATE = {"failing": "failed_seq", "uploaded": "uploaded_seq", "dead": "dead_seq"}
 
 
@@ -47,14 +48,7 @@ def upgrade() -> None:
                 sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
             )
     with op.batch_alter_table("monitor_instances") as batch_op:
-        for name in (
-            "stored_seq",
-            "retry_seq",
-            "failed_seq",
-            "dead_seq",
-            "uploaded_seq",
-            "last_seq",
-        ):
+        for name in INSTANCE_SEQS:
             batch_op.add_column(
                 sa.Column(name, sa.BigInteger(), nullable=False, server_default="0")
             )
@@ -125,14 +119,7 @@ def downgrade() -> None:
         for name in ASSOCIATION_REPORTED:
             batch_op.drop_column(name)
     with op.batch_alter_table("monitor_instances") as batch_op:
-        for name in (
-            "stored_seq",
-            "retry_seq",
-            "failed_seq",
-            "dead_seq",
-            "uploaded_seq",
-            "last_seq",
-        ):
+        for name in INSTANCE_SEQS:
             batch_op.drop_column(name)
     with op.batch_alter_table("monitor_datashares") as batch_op:
         for name in ("changed_seq", "versions", "replaced"):
