@@ -192,6 +192,15 @@ class Uploader:
     async def _release(self, work: Work) -> None:
         await self.versions.release(work.datashare, work.ref.sop_instance_uid, work.version)
 
+    async def _resolve(
+        self, work: Work, event: InstanceUploadedEvent | InstanceSupersededEvent
+    ) -> None:
+        """Announce how the instance was resolved, free the buffer, then acknowledge: in that
+        order, so that a crash in between means a redelivery, never a lost instance."""
+        await publish(self.js, event)
+        await asyncio.to_thread(self.buffer.delete, work.source_key)
+        await work.msg.ack()
+
     async def _superseded(self, work: Work, newest: int) -> None:
         data = InstanceSuperseded(
             **work.ref.model_dump(), stream_seq=work.version, newer_stream_seq=newest
@@ -199,9 +208,7 @@ class Uploader:
         event = InstanceSupersededEvent(
             id=work.event_id("superseded"), datashare=work.datashare, data=data
         )
-        await publish(self.js, event)
-        await asyncio.to_thread(self.buffer.delete, work.source_key)
-        await work.msg.ack()
+        await self._resolve(work, event)
         log.info("%s superseded by a newer version (stream sequence %d)", work.ref.key, newest)
 
     def _backoff_s(self, work: Work) -> float:
@@ -273,9 +280,7 @@ class Uploader:
         event = InstanceUploadedEvent(
             id=work.event_id("uploaded"), datashare=work.datashare, data=data
         )
-        await publish(self.js, event)
-        await asyncio.to_thread(self.buffer.delete, work.source_key)
-        await work.msg.ack()
+        await self._resolve(work, event)
         log.debug("delivered %s to %s", work.ref.key, url)
 
     async def _settle_failure(self, work: Work, url: str, error: str, permanent: bool) -> None:
