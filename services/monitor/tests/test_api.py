@@ -189,6 +189,11 @@ async def test_metrics(client, feed, folding, settings):
     assert samples[("edge_rejections_total", (("reason", "7"),))] == 1
     assert samples[("edge_buffer_bytes", ())] == 12345
     assert samples[("edge_buffer_refusing", ())] == 0
+    # Documented as the text it is (found by test_api_fuzz.py: the OpenAPI said JSON).
+    documented = (await client.get("/api/openapi.json")).json()
+    assert list(documented["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == [
+        "text/plain"
+    ]
 
 
 async def test_uploader_backlog_is_reported(js, settings, engine, feed):
