@@ -13,7 +13,7 @@ import pytest
 from minio.versioningconfig import ENABLED, VersioningConfig
 
 from edge_testing.servers import start_s3
-from edge_testing.stack import start_stack
+from edge_testing.stack import Stack, start_stack
 
 # The tests import their helper modules from this directory.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -34,8 +34,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         # Every write of a key is kept as a version: a duplicate delivery is seen, not
         # hidden by an overwrite.
         store.client.set_bucket_versioning(DESTINATION_BUCKET, VersioningConfig(ENABLED))
-        stack = start_stack(
-            directory / "stack",
+        stack = _start_stack(
+            directory,
             EDGE_DEFAULT_DESTINATION=f"s3://{DESTINATION_BUCKET}",
             EDGE_DESTINATION_S3_ENDPOINT=destination.endpoint,
             EDGE_DESTINATION_S3_ACCESS_KEY=destination.access_key,
@@ -53,6 +53,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 print(stack.log()[-20000:])
     finally:
         destination.process.stop()
+
+
+def _start_stack(directory: Path, **env: str) -> Stack:
+    """The stack on free ports; on other ones if a port was taken meanwhile (the machine's
+    other tests pick free ports too, and the launcher refuses a taken one)."""
+    for attempt in range(3):
+        try:
+            return start_stack(directory / f"stack-{attempt}", **env)
+        except RuntimeError as exc:
+            if "are in use" not in str(exc):
+                raise
+    raise RuntimeError("no free ports for the stack after 3 attempts")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -32,9 +32,8 @@ from edge_receiver.metadata import InvalidDataset, read_metadata
 from edge_receiver.negotiation import preferred_syntaxes
 from edge_receiver.store import CANNOT_UNDERSTAND, DOES_NOT_MATCH, SUCCESS
 from edge_testing.dcmtk import echoscu, storescu
-from edge_testing.fuzzing import fuzz_settings
+from edge_testing.fuzzing import counted, fuzz_settings
 from edge_testing.part10 import dataset_bytes
-
 
 # pydicom warns about every invalid value it reads: here that is the point.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -73,8 +72,9 @@ def garbled(draw, original: bytes) -> bytes:
 # --- The parser and the keys: pure properties ---------------------------------------------
 
 
-@fuzz_settings(share=10)
+@fuzz_settings(share=5)
 @given(garbled(PART10))
+@counted
 def test_dataset_parser_raises_only_invalid_dataset(data):
     try:
         meta = read_metadata(io.BytesIO(data))
@@ -84,8 +84,9 @@ def test_dataset_parser_raises_only_invalid_dataset(data):
     assert meta.study_uid and meta.series_uid and meta.sop_instance_uid
 
 
-@fuzz_settings(share=10)
+@fuzz_settings(share=5)
 @given(st.text(max_size=200), st.text(max_size=200), st.text(max_size=200))
+@counted
 def test_keys_from_peer_uids_stay_under_the_datashare(study, series, sop):
     key = buffer_key("DS1", study, series, sop, "0" * 64)
     parts = key.split("/")
@@ -96,8 +97,9 @@ def test_keys_from_peer_uids_stay_under_the_datashare(study, series, sop):
         assert len(component) <= 64 and component.isascii() and "/" not in component
 
 
-@fuzz_settings(share=10)
+@fuzz_settings(share=5)
 @given(st.lists(st.sampled_from([*AllTransferSyntaxes, "1.2.3.4", "", "x" * 70]), max_size=8))
+@counted
 def test_the_chosen_syntax_keeps_the_data_as_sent(proposed):
     chosen = preferred_syntaxes(proposed)
     assert len(set(chosen)) == len(chosen)
@@ -172,6 +174,7 @@ def _answer_to(sock: socket.socket, hostile: list[bytes]) -> bytes:
         st.tuples(st.just("associated"), st.lists(PDUS, min_size=1, max_size=4)),
     )
 )
+@counted
 def test_garbled_pdus_get_standard_answers_and_the_receiver_stays_up(live, case):
     kind, hostile = case
     if kind == "raw":
@@ -186,6 +189,7 @@ def test_garbled_pdus_get_standard_answers_and_the_receiver_stays_up(live, case)
 
 @fuzz_settings(share=1)
 @given(garbled(dataset_bytes(PART10)))
+@counted
 def test_a_garbled_dataset_gets_the_status_its_parse_calls_for(live, tmp_path, data):
     """Success exactly when the dataset reads as the instance the request names, 0xA900
     when it reads as another, 0xC000 when it does not read; never anything else."""

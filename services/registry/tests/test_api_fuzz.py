@@ -28,7 +28,7 @@ def test_with_the_token_no_5xx_and_answers_as_documented(app):
     def test(case):
         case.call_and_validate(headers={"Authorization": f"Bearer {TOKEN}"}, checks=CHECKS)
 
-    fuzz(app, OPENAPI, test, share=5)
+    fuzz(app, OPENAPI, test, share=3)
 
 
 def test_without_a_valid_token_401_before_the_body_is_read(app):

@@ -11,13 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-
-from edge_testing.fuzzing import fuzz_settings
-from schemathesis.specs.openapi.checks import (  # type: ignore[attr-defined]
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     negative_data_rejection,
     response_schema_conformance,
 )
+
+from edge_testing.fuzzing import counted, fuzz_settings
 
 # What the APIs promise: no 5xx whatever the request, every answer as the document
 # describes it, and a request the document calls invalid refused with a 4xx. (Not checked:
@@ -55,4 +55,4 @@ def fuzz(app: BodyReads, openapi_path: str, test: Callable[[Any], None], share: 
     cases = st.one_of(
         schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
     )
-    given(cases)(fuzz_settings(share)(test))()
+    fuzz_settings(share)(given(cases)(counted(test)))()

@@ -66,3 +66,11 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from edge_testing import fuzzing
+
+    if line := fuzzing.summary():
+        terminalreporter.section("fuzzing")
+        terminalreporter.write_line(line)
