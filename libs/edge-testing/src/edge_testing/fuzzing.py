@@ -37,15 +37,16 @@ def fuzz_settings(share: float = 1.0) -> settings:
 def counted(test: Callable[..., Any]) -> Callable[..., Any]:
     """Counts each example ``test`` is run with (put it under ``@given``)."""
 
+    name = f"{test.__module__}.{test.__qualname__}"
+
     @functools.wraps(test)
     def run(*args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
             return test(*args, **kwargs)
         finally:
-            TRIED[test.__name__] += 1
-            spent = time.monotonic() - started
-            SECONDS[test.__name__] = SECONDS.get(test.__name__, 0.0) + spent
+            TRIED[name] += 1
+            SECONDS[name] = SECONDS.get(name, 0.0) + time.monotonic() - started
 
     return run
 
