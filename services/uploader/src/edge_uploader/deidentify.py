@@ -31,13 +31,14 @@ from typing import Any
 
 from dicomanonymizer.dicom_anonymization_databases import dicomfields_2026c as table
 from pydicom import dcmread
-from pydicom.datadict import keyword_for_tag, tag_for_keyword
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from edge_core.datashares import Deidentification
+from edge_core.dicom_tags import parse_tag
 
 # --- the rules --------------------------------------------------------------------------
 
@@ -216,27 +217,6 @@ class Deidentified:
     study_uid: str
     series_uid: str
     sop_instance_uid: str
-
-
-def parse_tag(value: str) -> int:
-    """A keyword (``PatientSex``) or tag (``(0010,0040)``, ``0010,0040``, ``00100040``)."""
-    text = value.strip()
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", text):
-        tag = tag_for_keyword(text)
-        if tag is None:
-            raise ValueError(f"{value!r} is not a DICOM attribute keyword")
-        return int(tag)
-    digits = re.sub(r"[()\s,]", "", text)
-    if not re.fullmatch(r"[0-9A-Fa-f]{8}", digits):
-        raise ValueError(
-            f"{value!r} is neither a DICOM keyword (PatientSex) nor a tag ((0010,0040))"
-        )
-    return int(digits, 16)
-
-
-def tag_name(tag: int) -> str:
-    """How a tag is shown back: its keyword, or ``(gggg,eeee)``."""
-    return keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def burned_in_risk(ds: Dataset) -> str | None:
