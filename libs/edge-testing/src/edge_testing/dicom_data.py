@@ -121,7 +121,9 @@ def identified_value(tag: int, vr: str, n: int, uid_root: str) -> object:
         return str(SECRET_NUMBER)
     if vr in ("AE", "CS", "SH"):
         return text[:16]
-    if vr in ("LO", "ST", "LT", "UT", "UC", "UR"):
+    if vr == "UR":
+        return f"https://{text}.example/"
+    if vr in ("LO", "ST", "LT", "UT", "UC"):
         return f"{text} 1 Main Street, Springfield"
     if vr in ("US", "SS", "UL", "SL", "FL", "FD", "UV", "SV"):
         return SECRET_NUMBER
