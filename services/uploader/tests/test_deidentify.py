@@ -31,19 +31,10 @@ from edge_testing.part10 import write_instance
 from edge_uploader.deidentify import Held, Pseudonyms, deidentify
 
 # Every attribute Table E.1-1 lists (the repeating-group ones, overlays, are added apart).
+TABLE_LISTS = "D_TAGS Z_TAGS X_TAGS U_TAGS Z_D_TAGS X_Z_TAGS X_D_TAGS X_Z_D_TAGS X_Z_U_STAR_TAGS"
 TABLE_TAGS = sorted(
     (entry[0] << 16) | entry[1]
-    for name in (
-        "D_TAGS",
-        "Z_TAGS",
-        "X_TAGS",
-        "U_TAGS",
-        "Z_D_TAGS",
-        "X_Z_TAGS",
-        "X_D_TAGS",
-        "X_Z_D_TAGS",
-        "X_Z_U_STAR_TAGS",
-    )  # fmt: skip
+    for name in TABLE_LISTS.split()
     for entry in getattr(table, name)
     if len(entry) == 2
 )
