@@ -12,6 +12,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
     ImplicitVRLittleEndian,
     RLELossless,
     SecondaryCaptureImageStorage,
@@ -225,7 +227,10 @@ def test_pseudonyms_are_the_same_for_the_same_site_key_and_datashare(tmp_path):
     assert len({first.study_uid, elsewhere.study_uid, other_key.study_uid}) == 3
 
 
-@pytest.mark.parametrize("syntax", [RLELossless, ImplicitVRLittleEndian])
+@pytest.mark.parametrize(
+    "syntax",
+    [RLELossless, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian],
+)
 def test_pixel_data_and_transfer_syntax_are_kept(tmp_path, syntax):
     source = write_instance(tmp_path / "in.dcm", syntax)
     original = dcmread(source)
