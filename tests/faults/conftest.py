@@ -2,7 +2,9 @@
 a versioned bucket in a second S3 store, and the accounting table printed at the end.
 
 `make test` runs the short form (a few faults, a few images each); `make faults` runs every
-fault with more images (``EDGE_FAULTS=all``, ``EDGE_FAULTS_IMAGES``)."""
+fault with more images (``EDGE_FAULTS=all``, ``EDGE_FAULTS_IMAGES``). It lives under
+``tests/`` rather than ``bench/`` because it asserts (lost = 0), where a benchmark only
+measures: one pytest suite serves both lengths."""
 
 import os
 import sys
