@@ -255,6 +255,16 @@ def test_a_header_sent_byte_by_byte_is_still_an_association(live):
         assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC
 
 
+def test_part_of_a_header_then_close_is_dropped_at_once(live):
+    """Not after the PDU deadline (30 s): the peer is gone (found by test_fuzz.py)."""
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.sendall(b"\x01\x00\x00")
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        assert closed_by_peer(sock) == b""
+        assert time.monotonic() - started < 5
+
+
 def test_idle_connections_beyond_the_limit_are_closed_oldest_first(edge_settings, tmp_path):
     settings = receiver_settings_for(edge_settings, tmp_path / "r", receiver_max_connections=2)
     receiver = start(settings)
