@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-FUZZ_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "40"))
+FUZZ_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "25"))
 # Per fuzz test: examples tried, and seconds spent in them.
 TRIED: Counter[str] = Counter()
 SECONDS: dict[str, float] = {}
