@@ -46,6 +46,43 @@ class S3Server:
         return store
 
 
+@dataclass
+class NatsCluster:
+    """A JetStream cluster of NATS servers on this machine (one process each)."""
+
+    members: list[NatsServer]
+
+    @property
+    def url(self) -> str:
+        """Every member, as a client's server list (it fails over between them)."""
+        return ",".join(m.url for m in self.members)
+
+    def member(self, server_name: str) -> NatsServer:
+        """The member a stream's ``cluster.leader`` names."""
+        return next(m for m in self.members if server_name == f"edge-{m.port}")
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.process.terminate()
+        for m in self.members:
+            m.process.stop()
+
+
+def start_nats_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
+    ports = free_ports(3 * size)
+    client, monitor, cluster = ports[:size], ports[size : 2 * size], ports[2 * size :]
+    procs = [
+        nats_server(data_dir / f"nats-{i}", client[i], monitor[i], cluster_port=cluster[i],
+                    routes=cluster)
+        for i in range(size)
+    ]  # fmt: skip
+    for proc in procs:  # all at once: a member is healthy only once a meta leader is elected
+        proc.spawn()
+    for proc in procs:
+        proc.wait_ready(timeout_s=60)
+    return NatsCluster([NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)])
+
+
 def start_nats(data_dir: Path) -> NatsServer:
     port, monitor = free_ports(2)
     return NatsServer(nats_server(data_dir, port, monitor).start(), port)
