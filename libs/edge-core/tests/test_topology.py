@@ -80,7 +80,10 @@ async def test_cluster_gets_three_replicas_placement_and_limits(tmp_path):
         for bucket in (DATASHARES_BUCKET, VERSIONS_BUCKET, DIGESTS_BUCKET):
             assert _replicas(await js.stream_info(f"KV_{bucket}")) == 3, bucket
         for consumer in (UPLOADER_CONSUMER, MONITOR_CONSUMER):
-            assert len((await js.consumer_info(settings.events_stream, consumer)).cluster.replicas) == 2
+            assert (
+                len((await js.consumer_info(settings.events_stream, consumer)).cluster.replicas)
+                == 2
+            )
 
         # A member down when a service starts: fewer servers seen, the replicas stay.
         leader = cluster.member(info.cluster.leader)
