@@ -51,7 +51,7 @@ def nats_server(
         url = f"http://{host}:{monitor_port}/healthz"
 
     def ready() -> bool:
-        with urllib.request.urlopen(url, timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback http
             return bool(resp.status == 200)
 
     return ServerProcess("nats-server", argv, ready, data_dir / "nats-server.log")
