@@ -7,6 +7,7 @@ of a JetStream cluster of three or more, else 1. Chosen replicas never lower tho
 stream or bucket that has more (a cluster member down at a start must not shrink them); an
 explicit setting is applied as given."""
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 
@@ -190,8 +191,23 @@ async def _ensure_bucket(
                 placement=where,
             )
         )
+        await _until_readable(js, bucket)
         return
     # A bucket is a stream: scale it like one (a cluster grown from one server).
     info = await js.stream_info(f"KV_{bucket}")
     if (info.config.num_replicas or 1) != replicas:
         await js.update_stream(replace(info.config, num_replicas=replicas))
+
+
+async def _until_readable(js: JetStreamContext, bucket: str, timeout_s: float = 30.0) -> None:
+    """On a cluster a new bucket's stream answers only once its replicas elected a leader;
+    until then another process that opens it is told it does not exist."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await js.key_value(bucket)
+            return
+        except BucketNotFoundError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
