@@ -10,6 +10,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,7 @@ class Fleet:
         for service in self.services.values():
             log_path, marker = service.process.log_path, service.marker
             assert log_path is not None
-            service.process.ready = lambda p=log_path, m=marker: _log_has(p, m, 1)
+            service.process.ready = partial(_log_has, log_path, marker, 1)
             service.process.wait_ready(180)
         return self
 
