@@ -70,7 +70,7 @@ def run_round(fleet: Fleet, ids: list[str], files: list[list[Path]], total: dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pacs", type=int, default=3)
-    parser.add_argument("--per-pacs", type=int, default=100, help="instances per PACS per round")
+    parser.add_argument("--per-pacs", type=int, default=200, help="instances per PACS per round")
     parser.add_argument("--rows", type=int, default=128, help="image size (rows = columns)")
     args = parser.parse_args()
 
