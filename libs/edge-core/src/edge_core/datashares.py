@@ -27,7 +27,7 @@ class Datashare(BaseModel):
     # Destination secrets (S3 keys, DICOMweb token or user/password): never shown in a repr or log.
     destination_credentials: dict[str, SecretStr] = {}
     enabled: bool = True
-    # Increases with every change, so that a reader can ignore a stale copy.
+    # Increases with every change (shown in the history; readers follow the bucket's order).
     revision: int = 1
 
     @field_serializer("destination_credentials", when_used="json")

@@ -11,7 +11,7 @@ from edge_core.settings import EdgeSettings
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
-from edge_embedded.s3_server import s3_server
+from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
 
 @dataclass
@@ -52,7 +52,7 @@ def start_nats(data_dir: Path) -> NatsServer:
 
 
 def start_s3(data_dir: Path) -> S3Server:
-    port, *others = free_ports(12)
+    port, *others = free_ports(1 + S3_EXTRA_PORTS)
     access, secret = "edge-test", "edge-test-secret"
     proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
     return S3Server(proc, port, access, secret)
