@@ -108,8 +108,10 @@ class Stack:
         s = self.settings
         embed_nats = "nats_url" not in s.model_fields_set
         embed_s3 = "s3_endpoint" not in s.model_fields_set
-        generated = EmbeddedCredentials.of(self.data_dir) if embed_nats or embed_s3 else None
-        if embed_nats and generated is not None:
+        if not (embed_nats or embed_s3):
+            return
+        generated = EmbeddedCredentials.of(self.data_dir)
+        if embed_nats:
             port = s.embedded_nats_port
             _require_free(
                 [port, port + 1],
@@ -128,7 +130,7 @@ class Stack:
                 EDGE_NATS_USER=user,
                 EDGE_NATS_PASSWORD=password,
             )
-        if embed_s3 and generated is not None:
+        if embed_s3:
             port = s.embedded_s3_port
             others = list(range(port + 1, port + 1 + S3_EXTRA_PORTS))
             _require_free(

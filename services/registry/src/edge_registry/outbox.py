@@ -160,6 +160,8 @@ class OutboxRelay:
                 try:
                     if kv is None or watch is None or watch.done():
                         # (Again) after a failure: NATS may have lost its state.
+                        if watch is not None and watch.done() and not watch.cancelled():
+                            log.warning("datashares bucket watch ended (%r)", watch.exception())
                         if watch is not None:
                             watch.cancel()
                         await ensure_topology(js, self.settings)
