@@ -207,9 +207,8 @@ def test_no_weed_port_serves_lists_writes_or_deletes_without_credentials(secured
                 answered.append((port, method, path, status))
     assert answered == []
     # weed's local sockets: only its owner may connect (writing to a socket is connecting).
-    for port in ports:
-        for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
-            assert _mode(sock) & 0o022 == 0, sock
+    sockets = [sock for port in ports for sock in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]
+    assert sockets and {sock: _mode(sock) & 0o022 for sock in sockets} == dict.fromkeys(sockets, 0)
     # Nothing read, written or deleted: the object is intact and alone.
     assert buffer.get_bytes(BUFFERED) == secret
     assert [o.key for o in buffer.list("PROBE/")] == [BUFFERED]
