@@ -96,6 +96,32 @@ def test_nats_refuses_a_client_without_credentials(secured):
     assert asyncio.run(attempt(**secured.nats_credentials())) == "connected"
 
 
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports that process ``pid`` listens on (from /proc)."""
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                listening[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    inodes = {
+        link.removeprefix("socket:[").removesuffix("]")
+        for fd in Path(f"/proc/{pid}/fd").iterdir()
+        if (link := str(fd.readlink())).startswith("socket:[")
+    }
+    return {port for inode, port in listening.items() if inode in inodes}
+
+
+def test_the_embedded_servers_listen_on_their_given_ports_only(secured):
+    def pid(name: str) -> int:
+        return int((secured.data_dir / "run" / f"{name}.pid").read_text())
+
+    assert _listening_ports(pid("nats-server")) == {secured.nats_port}
+    block = set(range(secured.s3_port, secured.s3_port + 1 + S3_EXTRA_PORTS))
+    weed = _listening_ports(pid("weed-mini"))
+    assert secured.s3_port in weed and weed <= block  # what the next test probes, all of it
+
+
 def _http(port: int, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     """Status and body of an anonymous request; (0, b"") if the port does not speak HTTP."""
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)

@@ -114,14 +114,14 @@ class Stack:
         if embed_nats:
             port = s.embedded_nats_port
             _require_free(
-                [port, port + 1],
+                [port],
                 "the embedded NATS server",
                 "set EDGE_NATS_URL to a NATS server, or EDGE_EMBEDDED_NATS_PORT to another port",
             )
             user, password = s.nats_user, s.nats_password.get_secret_value()
             if not user:
                 user, password = generated.nats_user, generated.nats_password
-            nats = nats_server(self.data_dir / "nats", port, port + 1, user=user, password=password)
+            nats = nats_server(self.data_dir / "nats", port, user=user, password=password)
             self._spawn(nats)
             nats.wait_ready(timeout_s=60)
             self.embedded.append(nats)

@@ -51,8 +51,8 @@ class S3Server:
 
 def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer:
     """Anonymous clients accepted unless a ``user`` is given."""
-    port, monitor = free_ports(2)
-    proc = nats_server(data_dir, port, monitor, user=user, password=password).start()
+    (port,) = free_ports(1)
+    proc = nats_server(data_dir, port, user=user, password=password).start()
     return NatsServer(proc, port, user, password)
 
 

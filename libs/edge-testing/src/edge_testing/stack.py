@@ -135,7 +135,7 @@ def start_stack(directory: Path, token: str = TOKEN, **env_overrides: str) -> St
         "EDGE_REGISTRY_HOST": "127.0.0.1",
         "EDGE_MONITOR_PORT": str(monitor),
         "EDGE_MONITOR_HOST": "127.0.0.1",
-        "EDGE_EMBEDDED_NATS_PORT": str(free_port_block(2)),
+        "EDGE_EMBEDDED_NATS_PORT": str(free_port_block(1)),
         "EDGE_EMBEDDED_S3_PORT": str(free_port_block(1 + S3_EXTRA_PORTS)),
         **env_overrides,
     }
