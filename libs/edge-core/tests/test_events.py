@@ -65,6 +65,17 @@ SAMPLES = [
     ev.BufferUsageEvent(
         data=ev.BufferUsage(used_bytes=1, objects=1, quota_bytes=10, refusing=False)
     ),
+    ev.BufferOrphanRemovedEvent(
+        datashare="DS1",
+        data=ev.BufferOrphanRemoved(
+            key=REF["key"], size=1234, last_modified=datetime(2026, 1, 1, tzinfo=UTC)
+        ),
+    ),
+    ev.ReceiverHeartbeatEvent(
+        data=ev.ReceiverHeartbeat(
+            receiver="receiver-h-1-ab", started_at=datetime(2026, 1, 1, tzinfo=UTC), lease_s=15
+        )
+    ),
     ev.DatashareCreatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS, actor="ann")),
     ev.DatashareUpdatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS)),
     ev.DatashareDeletedEvent(datashare="DS1", data=ev.DatashareDeleted(id="DS1")),
