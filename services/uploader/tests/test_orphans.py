@@ -18,7 +18,6 @@ from edge_embedded.ports import free_ports
 from edge_receiver.config import ReceiverSettings
 from edge_receiver.main import start
 from edge_testing.dcmtk import echoscu
-from edge_testing.servers import wait_until
 from edge_uploader.orphans import Reconciler
 
 GRACE_S = 1.0
