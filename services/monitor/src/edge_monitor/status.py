@@ -47,16 +47,7 @@ def status(
         "datashares": datashares,
         "rejections": rejected,
         "buffer": buffer_status(buffer),
-        "receivers": [
-            {
-                "receiver": r.receiver,
-                "started_at": r.started_at,
-                "last_seen": r.last_seen,
-                "alive": r.receiver not in gone,
-            }
-            for r in receivers
-            if (now - r.last_seen).total_seconds() < RECEIVERS_LISTED_S
-        ],  # fmt: skip
+        "receivers": receivers_status(receivers, gone, now),
         "dead_letters": sum(d["instances_dead_lettered"] for d in datashares),
         "uploader": _lag(backlog, UPLOADER_CONSUMER),
         "monitor": {"position": position.seq if position else 0, **_lag(backlog, MONITOR_CONSUMER)},
@@ -81,6 +72,22 @@ def gone_receivers(receivers: Sequence[m.Receiver], now: datetime) -> dict[str, 
         for r in receivers
         if now > r.last_seen + timedelta(seconds=r.lease_s)
     }
+
+
+def receivers_status(
+    receivers: Sequence[m.Receiver], gone: dict[str, datetime], now: datetime
+) -> list[dict[str, Any]]:
+    """Those alive, and those gone lately."""
+    return [
+        {
+            "receiver": r.receiver,
+            "started_at": r.started_at,
+            "last_seen": r.last_seen,
+            "alive": r.receiver not in gone,
+        }
+        for r in receivers
+        if (now - r.last_seen).total_seconds() < RECEIVERS_LISTED_S
+    ]
 
 
 def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:

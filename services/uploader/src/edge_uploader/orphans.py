@@ -144,7 +144,7 @@ async def stored_keys(js: JetStreamContext, stream: str, since: datetime) -> set
         stream=stream,
         config=ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_TIME,
-            opt_start_time=since,  # type: ignore[arg-type]
+            opt_start_time=since,
             ack_policy=AckPolicy.NONE,
             inactive_threshold=60.0,
             mem_storage=True,
