@@ -65,6 +65,12 @@ SAMPLES = [
     ev.BufferUsageEvent(
         data=ev.BufferUsage(used_bytes=1, objects=1, quota_bytes=10, refusing=False)
     ),
+    ev.DatashareCreatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS, actor="ann")),
+    ev.DatashareUpdatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS)),
+    ev.DatashareDeletedEvent(datashare="DS1", data=ev.DatashareDeleted(id="DS1")),
+    ev.InstanceSupersededEvent(
+        datashare="DS1", data=ev.InstanceSuperseded(**REF, stream_seq=3, newer_stream_seq=7)
+    ),
     ev.BufferOrphanRemovedEvent(
         datashare="DS1",
         data=ev.BufferOrphanRemoved(
@@ -75,12 +81,6 @@ SAMPLES = [
         data=ev.ReceiverHeartbeat(
             receiver="receiver-h-1-ab", started_at=datetime(2026, 1, 1, tzinfo=UTC), lease_s=15
         )
-    ),
-    ev.DatashareCreatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS, actor="ann")),
-    ev.DatashareUpdatedEvent(datashare="DS1", data=ev.DatashareChanged(datashare=DS)),
-    ev.DatashareDeletedEvent(datashare="DS1", data=ev.DatashareDeleted(id="DS1")),
-    ev.InstanceSupersededEvent(
-        datashare="DS1", data=ev.InstanceSuperseded(**REF, stream_seq=3, newer_stream_seq=7)
     ),
 ]
 
