@@ -119,3 +119,12 @@ async def test_an_orphan_written_again_meanwhile_is_kept(site):
     stale = replace(listed, modified=listed.modified - timedelta(minutes=5))
     assert await reconciler(site)._remove(stale) is None
     assert site.buffered() == [key]
+
+
+async def test_the_uploader_removes_orphans_by_itself(site):
+    """Wired into the uploader: at start-up and then every check interval."""
+    key = buffer_key("ORPH", "1.2", "1.2.3", "1.2.3.5", "cd" * 32)
+    site.buffer.put_bytes(key, b"refused after the write")
+    async with site.uploader(uploader_orphan_grace_s=GRACE_S, uploader_orphan_check_s=0.2):
+        (event,) = await site.wait_for("buffer.orphan_removed", 1, timeout_s=20)
+    assert event.data.key == key and site.buffered() == []
