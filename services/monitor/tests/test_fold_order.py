@@ -12,6 +12,7 @@ from edge_core import events as ev
 from edge_core.datashares import Datashare
 from edge_core.keys import buffer_key, quarantine_key
 from edge_monitor import db, projections
+from edge_monitor.backlog import Backlog, ConsumerLag
 from edge_monitor import models as m
 from edge_monitor.config import MonitorSettings
 from edge_monitor.status import status
@@ -251,3 +252,21 @@ def test_only_the_associations_of_a_receiver_whose_lease_expired_show_aborted(en
     assert {r["receiver"]: r["alive"] for r in in_order["receivers"]} == {"r1": False, "r2": True}
     for order in ([4, 3, 2, 1, 0], [2, 4, 0, 3, 1], [3, 2, 4, 1, 0]):
         assert differences(fold_in_order(engine, order, events), in_order) == [], order
+
+
+def test_a_monitor_catching_up_judges_leases_by_the_events_it_has_folded(engine):
+    """Events still to fold may hold r1's next heartbeats: while the monitor is behind, r1's
+    lease is judged against the newest event folded, not the clock."""
+    events = [
+        ev.ReceiverHeartbeatEvent(time=at(1), data=ev.ReceiverHeartbeat(
+            receiver="r1", started_at=at(0), lease_s=15)),
+        ev.AssociationOpenedEvent(datashare=DS, time=at(2), data=ev.AssociationOpened(
+            **assoc("c1"), receiver="r1")),
+    ]  # fmt: skip
+    fold_in_order(engine, [0, 1], events)
+    behind = Backlog(consumers={"monitor": ConsumerLag(pending=500, ack_pending=0, redelivered=0)})
+    with db.reader(engine)() as session:
+        [ds] = status(session, MonitorSettings(), at(3600), behind)["datashares"]
+        assert ds["associations_active"] == 1
+        [ds] = status(session, MonitorSettings(), at(3600))["datashares"]  # caught up
+        assert ds["associations_active"] == 0

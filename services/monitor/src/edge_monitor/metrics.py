@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from edge_core.events import utcnow
 from edge_monitor import models as m
 from edge_monitor.backlog import Backlog
-from edge_monitor.status import gone_receivers
+from edge_monitor.status import gone_receivers, lease_clock
 
 # (metric name, kind, help, the datashare columns whose sum it is)
 _PER_DATASHARE = [
@@ -50,7 +50,8 @@ class ProjectionCollector(Collector):
             datashares = session.scalars(
                 select(m.Datashare).where(m.Datashare.deleted.is_(False))
             ).all()
-            gone = gone_receivers(session.scalars(select(m.Receiver)).all(), utcnow())
+            clock = lease_clock(session, utcnow(), self.backlog)
+            gone = gone_receivers(session.scalars(select(m.Receiver)).all(), clock)
             active: Counter[str] = Counter()
             for ds, receiver, count in session.execute(
                 select(m.Association.datashare, m.Association.receiver, func.count())

@@ -51,6 +51,9 @@ class Position(Base):
     # Which stream the sequence counts in (name and creation time): a stream created anew
     # (JetStream state lost) starts again at 1.
     stream: Mapped[str] = mapped_column(Text, default="")
+    # The newest event time folded: while the monitor catches up, receivers' leases are
+    # judged against it rather than the clock (see status.lease_clock).
+    latest_at: Mapped[datetime | None]
 
 
 class Applied(Base):

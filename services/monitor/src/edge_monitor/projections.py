@@ -68,6 +68,8 @@ def apply(session: Session, event: ev.Event, seq: int) -> bool:
     handler = _HANDLERS.get(event.type)
     if handler is not None:
         handler(session, event, seq)
+    position = _position(session)
+    position.latest_at = _later(position.latest_at, event.time)
     _applied(session).add(seq)
     return True
 
@@ -107,7 +109,7 @@ def reset(session: Session) -> None:
             session.execute(table.delete())
     row = _get(session, m.Position, POSITION)
     if row is not None:
-        row.seq = 0
+        row.seq, row.latest_at = 0, None
     session.info.pop("rows", None)
     session.info.pop("applied", None)
     session.flush()
@@ -592,7 +594,7 @@ def on_orphan_removed(session: Session, event: ev.BufferOrphanRemovedEvent, seq:
 
 def on_receiver_heartbeat(session: Session, event: ev.ReceiverHeartbeatEvent, seq: int) -> None:
     """The receiver's lease: its latest heartbeat (whether it has expired is read at status
-    time, against the clock: see ``status.gone_receivers``)."""
+    time: see ``status.lease_clock``)."""
     data = event.data
     row = _get(session, m.Receiver, data.receiver)
     if row is None:

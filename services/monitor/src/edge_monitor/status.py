@@ -31,7 +31,7 @@ def status(
     receivers = session.scalars(
         select(m.Receiver).order_by(m.Receiver.started_at, m.Receiver.receiver)
     ).all()
-    gone = gone_receivers(receivers, now)
+    gone = gone_receivers(receivers, lease_clock(session, now, backlog))
     datashares = [
         datashare_status(session, ds, settings, now, buffer, gone)
         for ds in session.scalars(
@@ -63,14 +63,24 @@ def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
     return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
 
 
-def gone_receivers(receivers: Sequence[m.Receiver], now: datetime) -> dict[str, datetime]:
+def lease_clock(session: Session, now: datetime, backlog: Backlog | None) -> datetime:
+    """What receivers' leases are judged against: the clock; but while the monitor has events
+    still to fold (their heartbeats may be among them), the newest event time it has folded,
+    so that catching up on a backlog does not show live receivers' associations aborted."""
+    lag = backlog.consumers.get(MONITOR_CONSUMER) if backlog else None
+    position = session.get(m.Position, POSITION)
+    if lag is None or lag.pending + lag.ack_pending == 0 or position is None:
+        return now
+    return min(now, position.latest_at or now)
+
+
+def gone_receivers(receivers: Sequence[m.Receiver], clock: datetime) -> dict[str, datetime]:
     """Receiver processes whose lease expired (killed, or their host down), with their last
-    heartbeat: the associations they left active are shown aborted. Read against the clock,
-    so a monitor catching up on a backlog may show them so until their heartbeats are in."""
+    heartbeat: the associations they left active are shown aborted."""
     return {
         r.receiver: r.last_seen
         for r in receivers
-        if now > r.last_seen + timedelta(seconds=r.lease_s)
+        if clock > r.last_seen + timedelta(seconds=r.lease_s)
     }
 
 
@@ -113,9 +123,11 @@ def datashare_status(
     now: datetime,
     buffer: m.Buffer | None,
     gone: dict[str, datetime] | None = None,
+    backlog: Backlog | None = None,
 ) -> dict[str, Any]:
     if gone is None:
-        gone = gone_receivers(session.scalars(select(m.Receiver)).all(), now)
+        clock = lease_clock(session, now, backlog)
+        gone = gone_receivers(session.scalars(select(m.Receiver)).all(), clock)
     still_open = session.scalars(
         select(m.Association)
         .where(m.Association.datashare == ds.id, m.Association.state == "active")

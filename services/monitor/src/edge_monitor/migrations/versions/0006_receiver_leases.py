@@ -1,4 +1,5 @@
-"""receiver processes and their heartbeats; which receiver accepted each association
+"""receiver processes and their heartbeats; which receiver accepted each association; the
+newest event time folded
 
 Revision ID: 0006
 Revises: 0005
@@ -25,9 +26,13 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("receiver", sa.String(255), nullable=False, server_default="")
         )
+    with op.batch_alter_table("monitor_position") as batch_op:
+        batch_op.add_column(sa.Column("latest_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("monitor_position") as batch_op:
+        batch_op.drop_column("latest_at")
     with op.batch_alter_table("monitor_associations") as batch_op:
         batch_op.drop_column("receiver")
     op.drop_table("monitor_receivers")
