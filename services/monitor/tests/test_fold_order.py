@@ -12,8 +12,8 @@ from edge_core import events as ev
 from edge_core.datashares import Datashare, Deidentification
 from edge_core.keys import buffer_key, quarantine_key
 from edge_monitor import db, projections
-from edge_monitor.backlog import Backlog, ConsumerLag
 from edge_monitor import models as m
+from edge_monitor.backlog import Backlog, ConsumerLag
 from edge_monitor.config import MonitorSettings
 from edge_monitor.status import status
 
