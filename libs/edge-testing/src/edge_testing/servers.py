@@ -1,23 +1,29 @@
 """Real NATS and S3 servers for tests, on free ports, in a temporary directory."""
 
+import asyncio
 import socket
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats
+
 from edge_core.objectstore import ObjectStore, make_client
 from edge_core.settings import EdgeSettings
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
-from edge_embedded.s3_server import s3_server
+from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
 
 @dataclass
 class NatsServer:
     process: ServerProcess
     port: int
+    # Set: the server refuses clients without them.
+    user: str = ""
+    password: str = ""
 
     @property
     def url(self) -> str:
@@ -69,27 +75,46 @@ class NatsCluster:
 
 
 def start_nats_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
-    ports = free_ports(3 * size)
-    client, monitor, cluster = ports[:size], ports[size : 2 * size], ports[2 * size :]
+    """``size`` servers in one JetStream cluster (anonymous clients), returned once
+    JetStream answers (its members have elected a meta leader)."""
+    ports = free_ports(2 * size)
+    client, cluster = ports[:size], ports[size:]
     procs = [
-        nats_server(data_dir / f"nats-{i}", client[i], monitor[i], cluster_port=cluster[i],
-                    routes=cluster)
+        nats_server(data_dir / f"nats-{i}", client[i], cluster_port=cluster[i], routes=cluster)
         for i in range(size)
-    ]  # fmt: skip
-    for proc in procs:  # all at once: a member is healthy only once a meta leader is elected
+    ]
+    for proc in procs:  # all at once: JetStream needs a quorum of them to start
         proc.spawn()
     for proc in procs:
         proc.wait_ready(timeout_s=60)
-    return NatsCluster([NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)])
+    members = NatsCluster(
+        [NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)]
+    )
+    wait_until(lambda: asyncio.run(_jetstream_answers(members.url)), timeout_s=60,
+               interval_s=0.2, what="the cluster's JetStream")  # fmt: skip
+    return members
 
 
-def start_nats(data_dir: Path) -> NatsServer:
-    port, monitor = free_ports(2)
-    return NatsServer(nats_server(data_dir, port, monitor).start(), port)
+async def _jetstream_answers(url: str) -> bool:
+    nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False)
+    try:
+        await nc.jetstream(timeout=2).account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer:
+    """Anonymous clients accepted unless a ``user`` is given."""
+    (port,) = free_ports(1)
+    proc = nats_server(data_dir, port, user=user, password=password).start()
+    return NatsServer(proc, port, user, password)
 
 
 def start_s3(data_dir: Path) -> S3Server:
-    port, *others = free_ports(12)
+    port, *others = free_ports(1 + S3_EXTRA_PORTS)
     access, secret = "edge-test", "edge-test-secret"
     proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
     return S3Server(proc, port, access, secret)
@@ -99,6 +124,8 @@ def settings_for(nats: NatsServer, s3: S3Server, **overrides: object) -> EdgeSet
     """Settings pointing at the test servers, with a bucket of its own."""
     values: dict[str, object] = {
         "nats_url": nats.url,
+        "nats_user": nats.user,
+        "nats_password": nats.password,
         "s3_endpoint": s3.endpoint,
         "s3_access_key": s3.access_key,
         "s3_secret_key": s3.secret_key,
