@@ -4,6 +4,7 @@ import asyncio
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +91,10 @@ def start_nats_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
     members = NatsCluster(
         [NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)]
     )
-    wait_until(lambda: asyncio.run(_jetstream_answers(members.url)), timeout_s=60,
-               interval_s=0.2, what="the cluster's JetStream")  # fmt: skip
+    # In a thread of its own: the caller may be a coroutine (its loop already runs).
+    with ThreadPoolExecutor(1) as pool:
+        wait_until(lambda: pool.submit(asyncio.run, _jetstream_answers(members.url)).result(),
+                   timeout_s=60, interval_s=0.2, what="the cluster's JetStream")  # fmt: skip
     return members
 
 
