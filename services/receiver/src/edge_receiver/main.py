@@ -107,7 +107,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     loop = LoopThread()
     nc, js = loop.call(bus.connect_when_ready(settings, name), timeout=None)
     bus_ = Bus(loop, nc, js, settings.receiver_publish_timeout_s)
-    digests = loop.call(open_digests(js, settings.events_replicas), timeout=30)
+    digests = loop.call(open_digests(js), timeout=30)
 
     table = DatashareTable()
 
