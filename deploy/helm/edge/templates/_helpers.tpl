@@ -1,4 +1,8 @@
-{{- define "edge.name" -}}{{ .Release.Name }}-edge{{- end -}}
+{{/* "edge" for a release named edge (not "edge-edge"), else "<release>-edge". */}}
+{{- define "edge.name" -}}
+{{- if contains "edge" .Release.Name -}}{{ .Release.Name | trunc 50 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-edge" .Release.Name | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
 
 {{- define "edge.labels" -}}
 app.kubernetes.io/name: edge
