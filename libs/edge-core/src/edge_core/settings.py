@@ -25,17 +25,33 @@ class EdgeSettings(BaseSettings):
 
     # NATS JetStream: the event bus.
     nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
+    # NATS credentials: user and password, or a credentials file (JWT + NKey seed); none set:
+    # connect anonymously. `make run` generates them for its embedded NATS.
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
+    nats_creds_file: Path | None = None
+    # CA certificate(s) to verify the NATS server's TLS certificate (unset: the system's).
+    nats_tls_ca_file: Path | None = None
     events_stream: str = "EDGE_EVENTS"
     # Re-publishing the same message id within this window is dropped by JetStream.
     events_duplicate_window_s: float = 120.0
     # Events older than this are discarded (0 = keep for ever); a monitor rebuild replays the rest.
     events_max_age_s: float = 90 * 24 * 3600.0
-    events_replicas: int = 1
+    # Stream and bucket replicas; 0 chooses from the cluster: 3 on a JetStream cluster of
+    # three or more servers, 1 on a single server (edge_core.topology).
+    events_replicas: int = 0
+    # Where the stream and buckets are placed (a cluster of a super-cluster, server tags,
+    # comma-separated), and limits of the stream (0: none); the oldest events go first.
+    events_placement_cluster: str = ""
+    events_placement_tags: str = ""
+    events_max_bytes: int = 0
+    events_max_msgs: int = 0
 
     # S3-compatible object store: the local buffer (MinIO API; embedded: SeaweedFS `weed mini`).
     s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
-    s3_access_key: str = "edge"
-    s3_secret_key: SecretStr = SecretStr("edge-local-secret")
+    # `make run` generates them for its embedded store (var/embedded-credentials.json).
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     buffer_bucket: str = "edge-buffer"
@@ -63,6 +79,11 @@ class EdgeSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` as a list: a cluster's members, comma-separated (the client connects
+        to one and fails over to the others)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     def site_key_path(self) -> Path:
         return self.site_key_file or self.data_dir / "site.key"

@@ -1,23 +1,30 @@
 """Real NATS and S3 servers for tests, on free ports, in a temporary directory."""
 
+import asyncio
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import nats
 
 from edge_core.objectstore import ObjectStore, make_client
 from edge_core.settings import EdgeSettings
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
-from edge_embedded.s3_server import s3_server
+from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
 
 @dataclass
 class NatsServer:
     process: ServerProcess
     port: int
+    # Set: the server refuses clients without them.
+    user: str = ""
+    password: str = ""
 
     @property
     def url(self) -> str:
@@ -46,13 +53,71 @@ class S3Server:
         return store
 
 
-def start_nats(data_dir: Path) -> NatsServer:
-    port, monitor = free_ports(2)
-    return NatsServer(nats_server(data_dir, port, monitor).start(), port)
+@dataclass
+class NatsCluster:
+    """A JetStream cluster of NATS servers on this machine (one process each)."""
+
+    members: list[NatsServer]
+
+    @property
+    def url(self) -> str:
+        """Every member, as a client's server list (it fails over between them)."""
+        return ",".join(m.url for m in self.members)
+
+    def member(self, server_name: str) -> NatsServer:
+        """The member a stream's ``cluster.leader`` names."""
+        return next(m for m in self.members if server_name == f"edge-{m.port}")
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.process.terminate()
+        for m in self.members:
+            m.process.stop()
+
+
+def start_nats_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
+    """``size`` servers in one JetStream cluster (anonymous clients), returned once
+    JetStream answers (its members have elected a meta leader)."""
+    ports = free_ports(2 * size)
+    client, cluster = ports[:size], ports[size:]
+    procs = [
+        nats_server(data_dir / f"nats-{i}", client[i], cluster_port=cluster[i], routes=cluster)
+        for i in range(size)
+    ]
+    for proc in procs:  # all at once: JetStream needs a quorum of them to start
+        proc.spawn()
+    for proc in procs:
+        proc.wait_ready(timeout_s=60)
+    members = NatsCluster(
+        [NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)]
+    )
+    # In a thread of its own: the caller may be a coroutine (its loop already runs).
+    with ThreadPoolExecutor(1) as pool:
+        wait_until(lambda: pool.submit(asyncio.run, _jetstream_answers(members.url)).result(),
+                   timeout_s=60, interval_s=0.2, what="the cluster's JetStream")  # fmt: skip
+    return members
+
+
+async def _jetstream_answers(url: str) -> bool:
+    nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False)
+    try:
+        await nc.jetstream(timeout=2).account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer:
+    """Anonymous clients accepted unless a ``user`` is given."""
+    (port,) = free_ports(1)
+    proc = nats_server(data_dir, port, user=user, password=password).start()
+    return NatsServer(proc, port, user, password)
 
 
 def start_s3(data_dir: Path) -> S3Server:
-    port, *others = free_ports(12)
+    port, *others = free_ports(1 + S3_EXTRA_PORTS)
     access, secret = "edge-test", "edge-test-secret"
     proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
     return S3Server(proc, port, access, secret)
@@ -62,6 +127,8 @@ def settings_for(nats: NatsServer, s3: S3Server, **overrides: object) -> EdgeSet
     """Settings pointing at the test servers, with a bucket of its own."""
     values: dict[str, object] = {
         "nats_url": nats.url,
+        "nats_user": nats.user,
+        "nats_password": nats.password,
         "s3_endpoint": s3.endpoint,
         "s3_access_key": s3.access_key,
         "s3_secret_key": s3.secret_key,

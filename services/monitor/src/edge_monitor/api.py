@@ -97,7 +97,9 @@ def create_app(monitor: Monitor) -> FastAPI:
             if ds is None or ds.deleted:
                 raise HTTPException(404, f"no datashare {datashare_id!r}")
             buffer = session.get(m.Buffer, 1)
-            return st.datashare_status(session, ds, monitor.settings, utcnow(), buffer)
+            return st.datashare_status(
+                session, ds, monitor.settings, utcnow(), buffer, backlog=monitor.backlog
+            )
 
     @app.get("/api/v1/dead-letters")
     def get_dead_letters(_: Caller, datashare: str | None = None) -> list[dict[str, Any]]:

@@ -5,7 +5,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -37,6 +36,7 @@ from edge_receiver.associations import (
 )
 from edge_receiver.bridge import Bus, LoopThread
 from edge_receiver.config import ReceiverSettings
+from edge_receiver.heartbeat import heartbeat, receiver_name
 from edge_receiver.quota import BufferQuota, default_quota, watch_buffer
 from edge_receiver.server import EdgeServer, make_ae, start_server
 from edge_receiver.spool import guard_association, release_spools
@@ -94,7 +94,7 @@ def _wait_for_bucket(store: ObjectStore) -> None:
 
 def start(settings: ReceiverSettings) -> Receiver:
     """Start the receiver; returns once it is listening with the datashare table loaded."""
-    name = f"receiver-{socket.gethostname()}-{os.getpid()}"
+    name = receiver_name()
     settings.spool_dir.mkdir(parents=True, exist_ok=True)
     # pynetdicom spools incoming datasets with NamedTemporaryFile: put them on our disk,
     # not in /tmp (often a RAM-backed tmpfs).
@@ -107,7 +107,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     loop = LoopThread()
     nc, js = loop.call(bus.connect_when_ready(settings, name), timeout=None)
     bus_ = Bus(loop, nc, js, settings.receiver_publish_timeout_s)
-    digests = loop.call(open_digests(js, settings.events_replicas), timeout=30)
+    digests = loop.call(open_digests(js), timeout=30)
 
     table = DatashareTable()
 
@@ -120,6 +120,9 @@ def start(settings: ReceiverSettings) -> Receiver:
 
     async def background() -> list["asyncio.Task[None]"]:
         tasks = [
+            # Started first: its association.opened events name this receiver, and the
+            # monitor keeps an association open only while the receiver's lease lasts.
+            asyncio.create_task(heartbeat(js, name, settings.receiver_heartbeat_s)),
             asyncio.create_task(table.follow(js)),
             asyncio.create_task(
                 watch_buffer(
