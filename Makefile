@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: run test lint bootstrap bench scale clean
+.PHONY: run test lint bootstrap bench scale faults clean
 
 bootstrap:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
@@ -28,6 +28,15 @@ bench: bootstrap
 ## with 1 and 2 receivers and uploaders, time to recover from kills (into bench/RESULTS.md).
 scale: bootstrap
 	@$(UV) run --frozen python bench/scale.py $(ARGS)
+
+## Crash and outage accounting: every fault, more images, longer fuzzing; prints the tables.
+## EDGE_FAULTS (all, or names such as receiver,nats), EDGE_FAULTS_IMAGES and
+## EDGE_FUZZ_EXAMPLES change how much is done.
+faults: bootstrap
+	@EDGE_FAULTS=$${EDGE_FAULTS:-all} EDGE_FAULTS_IMAGES=$${EDGE_FAULTS_IMAGES:-100} \
+	EDGE_FUZZ_EXAMPLES=$${EDGE_FUZZ_EXAMPLES:-300} $(UV) run --frozen pytest -p no:cacheprovider \
+	    tests/faults services/receiver/tests/test_fuzz.py \
+	    services/registry/tests/test_api_fuzz.py services/monitor/tests/test_api_fuzz.py
 
 clean:
 	rm -rf var .pytest_cache

@@ -135,9 +135,11 @@ async def test_dead_letters_and_retry(client, feed, folding, js):
         "/api/v1/dead-letters/retry", json={"quarantine_keys": ["quarantine/nope"]}, headers=AUTH
     )
     assert unknown.status_code == 404
-    assert (
-        await client.post("/api/v1/dead-letters/retry", json={}, headers=AUTH)
-    ).status_code == 422
+    nothing = await client.post("/api/v1/dead-letters/retry", json={}, headers=AUTH)
+    assert nothing.status_code == 422
+    # As documented for every 422 (found by test_api_fuzz.py: it was a plain string).
+    (problem,) = nothing.json()["detail"]
+    assert problem["msg"] == "give quarantine_keys or a datashare" and problem["loc"] == ["body"]
 
     retries = await js.subscribe(f"{SUBJECT_PREFIX}.DS.instance.retry_requested")
     one = await client.post("/api/v1/dead-letters/retry", json=[keys[0]], headers=AUTH)
@@ -187,6 +189,11 @@ async def test_metrics(client, feed, folding, settings):
     assert samples[("edge_rejections_total", (("reason", "7"),))] == 1
     assert samples[("edge_buffer_bytes", ())] == 12345
     assert samples[("edge_buffer_refusing", ())] == 0
+    # Documented as the text it is (found by test_api_fuzz.py: the OpenAPI said JSON).
+    documented = (await client.get("/api/openapi.json")).json()
+    assert list(documented["paths"]["/metrics"]["get"]["responses"]["200"]["content"]) == [
+        "text/plain"
+    ]
 
 
 async def test_uploader_backlog_is_reported(js, settings, engine, feed):

@@ -1,13 +1,18 @@
 """Helpers for the receiver's tests: settings, datashares on the bus, events read back, DCMTK."""
 
 import asyncio
+import socket
+import struct
 from pathlib import Path
 
 import nats as nats_client
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom.sop_class import SecondaryCaptureImageStorage
+from pynetdicom.pdu import A_ASSOCIATE_RQ
+from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
+from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 
 from edge_core.datashares import Datashare
 from edge_core.events import Event, parse_event
@@ -122,3 +127,43 @@ def small_instance(number: int = 1, rows: int = 64, columns: int = 64) -> Datase
         rows=rows,
         columns=columns,
     )
+
+
+def closed_by_peer(sock: socket.socket) -> bytes:
+    """Everything the receiver sends until it closes the connection."""
+    sock.settimeout(30)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def encoded_association_request(called: str) -> bytes:
+    primitive = A_ASSOCIATE()
+    primitive.calling_ae_title, primitive.called_ae_title = "HOSPITALPACS", called
+    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
+    context = build_context(Verification)
+    context.context_id = 1
+    primitive.presentation_context_definition_list = [context]
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = 16384
+    primitive.user_information = [max_length]
+    rq = A_ASSOCIATE_RQ()
+    rq.from_primitive(primitive)
+    return rq.encode()
+
+
+def established_raw_association(port: int, called: str) -> socket.socket:
+    """A raw socket with an accepted association (one context, id 1: Verification)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(encoded_association_request(called))
+    sock.settimeout(30)
+    header = sock.recv(6, socket.MSG_WAITALL)
+    assert header[:1] == b"\x02", header  # A-ASSOCIATE-AC
+    (length,) = struct.unpack(">L", header[2:6])
+    sock.recv(length, socket.MSG_WAITALL)
+    return sock

@@ -23,11 +23,11 @@ from pydicom.uid import (
     generate_uid,
 )
 from pynetdicom import AE, _config
-from pynetdicom.pdu import A_ASSOCIATE_RQ
-from pynetdicom.pdu_primitives import A_ASSOCIATE, MaximumLengthNotification
-from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import SecondaryCaptureImageStorage, Verification
 from receiver_testing import (
+    closed_by_peer,
+    encoded_association_request,
+    established_raw_association,
     put_datashares,
     pynetdicom_store,
     read_events,
@@ -46,18 +46,6 @@ from edge_testing.servers import wait_until
 def live(receiver, receiver_settings):
     put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
     return receiver
-
-
-def closed_by_peer(sock: socket.socket) -> bytes:
-    """Everything the receiver sends until it closes the connection."""
-    sock.settimeout(30)
-    received = b""
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    return received
 
 
 def test_garbage_bytes_close_that_connection_only(live):
@@ -254,21 +242,6 @@ def test_two_receivers_can_share_one_port(edge_settings, receiver_settings, tmp_
         second.stop(grace_s=2)
 
 
-def encoded_association_request(called: str) -> bytes:
-    primitive = A_ASSOCIATE()
-    primitive.calling_ae_title, primitive.called_ae_title = "HOSPITALPACS", called
-    primitive.application_context_name = "1.2.840.10008.3.1.1.1"
-    context = build_context(Verification)
-    context.context_id = 1
-    primitive.presentation_context_definition_list = [context]
-    max_length = MaximumLengthNotification()
-    max_length.maximum_length_received = 16384
-    primitive.user_information = [max_length]
-    rq = A_ASSOCIATE_RQ()
-    rq.from_primitive(primitive)
-    return rq.encode()
-
-
 def test_a_header_sent_byte_by_byte_is_still_an_association(live):
     """The first-PDU check must wait for a whole header, not judge a fragment."""
     encoded = encoded_association_request("DS1")
@@ -280,6 +253,16 @@ def test_a_header_sent_byte_by_byte_is_still_an_association(live):
         sock.sendall(encoded[6:])
         sock.settimeout(30)
         assert sock.recv(1) == b"\x02"  # A-ASSOCIATE-AC
+
+
+def test_part_of_a_header_then_close_is_dropped_at_once(live):
+    """Not after the PDU deadline (30 s): the peer is gone (found by test_fuzz.py)."""
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.sendall(b"\x01\x00\x00")
+        sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        assert closed_by_peer(sock) == b""
+        assert time.monotonic() - started < 5
 
 
 def test_idle_connections_beyond_the_limit_are_closed_oldest_first(edge_settings, tmp_path):
@@ -295,19 +278,6 @@ def test_idle_connections_beyond_the_limit_are_closed_oldest_first(edge_settings
             sock.close()
     finally:
         receiver.stop(grace_s=2)
-
-
-def established_raw_association(port: int, called: str) -> socket.socket:
-    """A raw socket with an accepted association (one context, id 1: Verification)."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(encoded_association_request(called))
-    sock.settimeout(30)
-    header = sock.recv(6, socket.MSG_WAITALL)
-    assert header[:1] == b"\x02", header  # A-ASSOCIATE-AC
-    (length,) = struct.unpack(">L", header[2:6])
-    sock.recv(length, socket.MSG_WAITALL)
-    return sock
 
 
 def p_data(context_id: int, fragment: bytes, control: int = 0x03) -> bytes:

@@ -98,3 +98,19 @@ def test_credentials_are_decrypted_with_the_site_key(tmp_path):
     web = Router(table, settings).destination_for("WEB", attempt=1)
     assert isinstance(web, DicomWebDestination)
     assert web.client.headers["Authorization"] == "Bearer t0ken"
+
+
+def test_an_unknown_datashare_is_retried_until_the_table_sees_it_deleted():
+    """Found by the fault harness: after a NATS restart the table learnt a new datashare
+    seconds late, and its instances (answered Success) were dead-lettered meanwhile."""
+    table = DatashareTable()
+    router = Router(table, SETTINGS)
+    with pytest.raises(DeliveryError) as unknown:
+        router.destination_for("LATE", attempt=50)
+    assert not unknown.value.permanent
+    entry = Datashare(id="LATE", ae_title="LATE", destination="s3://bucket")
+    table.apply("LATE", entry.model_dump_json().encode(), deleted=False)
+    table.apply("LATE", None, deleted=True)
+    with pytest.raises(DeliveryError) as gone:
+        router.destination_for("LATE", attempt=1)
+    assert gone.value.permanent

@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 class DatashareTable:
     def __init__(self) -> None:
         self._by_id: dict[str, Datashare] = {}
+        # Ids seen deleted (and not created again): only these are known to be gone; one that
+        # is merely missing may be newer than the table.
+        self.deleted: set[str] = set()
         self.loaded = asyncio.Event()  # set once the initial contents have been read
 
     def get(self, datashare_id: str) -> Datashare | None:
@@ -33,6 +36,7 @@ class DatashareTable:
         lower revision than the forgery it replaces."""
         if deleted or not value:
             self._by_id.pop(key, None)
+            self.deleted.add(key)
             return
         try:
             datashare = Datashare.model_validate_json(value)
@@ -40,6 +44,7 @@ class DatashareTable:
             log.error("ignoring invalid datashare entry %r: %s", key, exc)
             return
         self._by_id[key] = datashare
+        self.deleted.discard(key)
 
     async def follow(self, js: JetStreamContext) -> None:
         """Read the bucket, then apply every change as it comes, for ever (restarting the

@@ -81,3 +81,11 @@ def postgres_database() -> Iterator[str]:
     """An empty database of its own for one test (replicas starting on a new database)."""
     with _fresh_database() as url:
         yield url
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from edge_testing import fuzzing
+
+    if line := fuzzing.summary():
+        terminalreporter.section("fuzzing")
+        terminalreporter.write_line(line)

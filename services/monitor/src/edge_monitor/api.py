@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -79,7 +80,8 @@ def create_app(monitor: Monitor) -> FastAPI:
     def dashboard() -> str:
         return page
 
-    @app.get("/metrics")
+    # Documented as what it is (Prometheus text), not the default JSON.
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -108,7 +110,10 @@ def create_app(monitor: Monitor) -> FastAPI:
     async def retry(body: RetryRequest | list[str], name: Caller) -> dict[str, Any]:
         request = RetryRequest(quarantine_keys=body) if isinstance(body, list) else body
         if not request.quarantine_keys and request.datashare is None:
-            raise HTTPException(422, "give quarantine_keys or a datashare")
+            # In the shape the OpenAPI document gives every 422 (FastAPI's own).
+            raise RequestValidationError(
+                [{"type": "missing", "loc": ["body"], "msg": "give quarantine_keys or a datashare"}]
+            )
         found = await run_in_threadpool(_dead_letters, monitor.sessions, request)
         unknown = sorted(set(request.quarantine_keys) - set(found))
         if unknown:

@@ -118,12 +118,25 @@ def _peek(sock: socket.socket, count: int, deadline_s: float) -> tuple[bytes, fl
     the rest, which is rare (a header comes in one write)."""
     data = sock.recv(count, socket.MSG_PEEK)
     first_byte_at = time.monotonic()
-    while len(data) < count and data:
+    while len(data) < count and data and not _peer_closed(sock):
         if time.monotonic() > first_byte_at + deadline_s:
             raise TimeoutError("incomplete PDU header")
         time.sleep(0.01)
         data = sock.recv(count, socket.MSG_PEEK)
     return data, first_byte_at
+
+
+_TCP_CLOSE_WAIT = 8  # Linux's tcp_info state once the peer has sent its FIN
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the peer has closed its side. A peek keeps returning the bytes not yet read,
+    so it cannot tell: without this, a peer that sent part of a header and closed held a
+    thread until the PDU deadline (found by fuzzing)."""
+    try:
+        return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE_WAIT
+    except (AttributeError, OSError):  # no TCP_INFO here: the deadline still bounds it
+        return False
 
 
 class EdgeRequestHandler(RequestHandler):

@@ -13,10 +13,6 @@ from edge_uploader.destinations.dicomweb import open_dicomweb
 from edge_uploader.destinations.dimse import open_dimse
 from edge_uploader.destinations.s3 import open_s3
 
-# A datashare missing from the table this many deliveries in a row is taken as deleted (the
-# first misses may only be the table catching up with a datashare created a moment ago).
-UNKNOWN_DATASHARE_ATTEMPTS = 3
-
 
 def open_destination(
     url: str, credentials: dict[str, str], settings: UploaderSettings
@@ -46,9 +42,13 @@ class Router:
         """Raises :class:`DeliveryError` when the datashare is unknown or its URL invalid."""
         datashare = self.table.get(datashare_id)
         if datashare is None:
+            # Given up on only once the table has seen it deleted: one created a moment ago
+            # may not be in it yet (its watch catches up after a NATS restart only after some
+            # seconds), and instances answered Success must not be dead-lettered for that.
+            deleted = datashare_id in self.table.deleted
             raise DeliveryError(
-                f"datashare {datashare_id!r} is not known (deleted?)",
-                permanent=attempt >= UNKNOWN_DATASHARE_ATTEMPTS,
+                f"datashare {datashare_id!r} is " + ("deleted" if deleted else "not known (yet?)"),
+                permanent=deleted,
             )
         url = datashare.destination or self.settings.default_destination
         credentials = {
