@@ -61,7 +61,7 @@ async def test_a_refused_store_leaves_an_orphan_that_is_removed_after_the_grace(
         await site.js.update_stream(replace(info.config, max_msg_size=64))
         lost = site.dicom_bytes(site.new_uid(), site.new_uid(), rows=128)
         assert await asyncio.to_thread(c_store, receiver.port, lost) == 0xA700
-        await ensure_stream(site.js, site.settings)  # events accepted again
+        await ensure_stream(site.js, site.settings, replicas=1)  # events accepted again
 
         (stored,) = await site.wait_for("instance.stored", 1)
         assert len(site.buffered()) == 2
