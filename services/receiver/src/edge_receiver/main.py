@@ -24,6 +24,7 @@ from edge_core.datashare_table import DatashareTable
 from edge_core.events import BufferUsage, BufferUsageEvent
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
+from edge_core.retrying import until_ready
 from edge_receiver.associations import (
     AssociationDeps,
     Sessions,
@@ -82,16 +83,6 @@ class Receiver:
         self.loop.stop()
 
 
-def _wait_for_bucket(store: ObjectStore) -> None:
-    while True:
-        try:
-            store.ensure_bucket()
-            return
-        except Exception as exc:
-            log.warning("waiting for the buffer bucket %s: %s", store.bucket, exc)
-            time.sleep(1.0)
-
-
 def start(settings: ReceiverSettings) -> Receiver:
     """Start the receiver; returns once it is listening with the datashare table loaded."""
     name = f"receiver-{socket.gethostname()}-{os.getpid()}"
@@ -102,7 +93,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     _config.STORE_RECV_CHUNKED_DATASET = True
 
     store = ObjectStore.buffer(settings)
-    _wait_for_bucket(store)
+    until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)
 
     loop = LoopThread()
     nc, js = loop.call(bus.connect_when_ready(settings, name), timeout=None)

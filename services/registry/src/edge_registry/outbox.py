@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, Row, Table, delete, select, text
 
 from edge_core import bus
 from edge_core.events import parse_event
+from edge_core.retrying import until_ready_async
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry.config import RegistrySettings
 from edge_registry.db import OutboxRow
@@ -112,13 +113,11 @@ class OutboxRelay:
 
     async def _connect(self) -> Client:
         # The API serves while NATS is unreachable; changes wait in the outbox.
-        while True:
-            try:
-                nc, _ = await bus.connect(self.settings, "edge-registry")
-                return nc
-            except Exception as exc:
-                log.warning("cannot reach NATS at %s (%s); retrying", self.settings.nats_url, exc)
-                await asyncio.sleep(self.settings.outbox_retry_s)
+        waiting = until_ready_async(
+            f"NATS at {self.settings.nats_url}", log, self.settings.outbox_retry_s
+        )
+        nc: Client = (await waiting(bus.connect, self.settings, "edge-registry"))[0]
+        return nc
 
     async def _relay(self, js: JetStreamContext) -> None:
         """Publish the outbox whenever woken (or every ``outbox_poll_s``), and make the bucket
