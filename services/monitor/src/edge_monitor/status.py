@@ -48,7 +48,7 @@ def status(
 def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
     lag = backlog.consumers.get(consumer) if backlog else None
     if lag is None:
-        return {"backlog": None, "pending": None, "ack_pending": None}
+        return {"backlog": None, "pending": None, "ack_pending": None, "redelivered": None}
     return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
 
 
@@ -75,30 +75,8 @@ def datashare_status(
     now: datetime,
     buffer: m.Buffer | None,
 ) -> dict[str, Any]:
-    active = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds.id, m.Association.state == "active")
-        .order_by(m.Association.started_at)
-    ).all()
-    recent = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds.id, m.Association.ended_at.is_not(None))
-        .order_by(m.Association.ended_at.desc())
-        .limit(settings.monitor_recent_associations)
-    ).all()
-    studies = session.scalars(
-        select(m.Study)
-        .where(m.Study.datashare == ds.id)
-        .order_by(m.Study.last_seen.desc())
-        .limit(settings.monitor_studies_listed)
-    ).all()
+    active, recent = _associations(session, ds.id, settings.monitor_recent_associations)
     refusals = session.scalars(select(m.Refusal).where(m.Refusal.datashare == ds.id)).all()
-    oldest_waiting = session.scalar(
-        select(func.min(m.Instance.received_at)).where(
-            m.Instance.datashare == ds.id, m.Instance.state == "pending"
-        )
-    )
-    quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
     doc: dict[str, Any] = {
         "id": ds.id,
         "description": ds.description,
@@ -134,18 +112,7 @@ def datashare_status(
         },
         "studies_total": ds.studies,
         "studies_quiet_after_s": settings.monitor_quiet_after_s,
-        "studies": [
-            {
-                "study_uid": s.study_uid,
-                "instances_received": s.received,
-                "instances_uploaded": s.uploaded,
-                "instances_failed": s.failing + s.dead,
-                "first_seen": s.first_seen,
-                "last_seen": s.last_seen,
-                "quiet": now - s.last_seen >= quiet_after,
-            }
-            for s in studies
-        ],
+        "studies": _studies(session, ds.id, settings, now),
         "first_received_at": ds.first_received_at,
         "last_received_at": ds.last_received_at,
         "last_uploaded_at": ds.last_uploaded_at,
@@ -153,9 +120,61 @@ def datashare_status(
         "last_error": ds.last_error,
         "last_failure_at": ds.last_failure_at,
     }
-    verdict, reason = health(ds, doc, oldest_waiting, buffer, settings, now)
+    verdict, reason = health(ds, doc, _oldest_waiting(session, ds.id), buffer, settings, now)
     doc["health"] = {"verdict": verdict, "reason": reason}
     return doc
+
+
+def _associations(
+    session: Session, ds_id: str, recent_listed: int
+) -> tuple[Sequence[m.Association], Sequence[m.Association]]:
+    """The datashare's open associations (oldest first) and its latest ended ones."""
+    active = session.scalars(
+        select(m.Association)
+        .where(m.Association.datashare == ds_id, m.Association.state == "active")
+        .order_by(m.Association.started_at)
+    ).all()
+    recent = session.scalars(
+        select(m.Association)
+        .where(m.Association.datashare == ds_id, m.Association.ended_at.is_not(None))
+        .order_by(m.Association.ended_at.desc())
+        .limit(recent_listed)
+    ).all()
+    return active, recent
+
+
+def _studies(
+    session: Session, ds_id: str, settings: MonitorSettings, now: datetime
+) -> list[dict[str, Any]]:
+    """The latest studies, each with whether it has gone quiet."""
+    quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
+    studies = session.scalars(
+        select(m.Study)
+        .where(m.Study.datashare == ds_id)
+        .order_by(m.Study.last_seen.desc())
+        .limit(settings.monitor_studies_listed)
+    ).all()
+    return [
+        {
+            "study_uid": s.study_uid,
+            "instances_received": s.received,
+            "instances_uploaded": s.uploaded,
+            "instances_failed": s.failing + s.dead,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            "quiet": now - s.last_seen >= quiet_after,
+        }
+        for s in studies
+    ]
+
+
+def _oldest_waiting(session: Session, ds_id: str) -> datetime | None:
+    """When the longest-waiting instance still in the buffer was received."""
+    return session.scalar(
+        select(func.min(m.Instance.received_at)).where(
+            m.Instance.datashare == ds_id, m.Instance.state == "pending"
+        )
+    )
 
 
 def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[str, float]:
@@ -196,6 +215,9 @@ def _association(a: m.Association) -> dict[str, Any]:
     }
 
 
+Verdict = tuple[str, str]
+
+
 def health(
     ds: m.Datashare,
     doc: dict[str, Any],
@@ -203,22 +225,36 @@ def health(
     buffer: m.Buffer | None,
     settings: MonitorSettings,
     now: datetime,
-) -> tuple[str, str]:
+) -> Verdict:
     """The verdict, worst first: refusing, failing, stalled, receiving, idle."""
     recent = now - timedelta(seconds=settings.monitor_idle_after_s)
-    stalled_after = timedelta(seconds=settings.monitor_stalled_after_s)
+    return (
+        _refusing(ds, buffer, recent)
+        or _failing(ds, recent, settings.monitor_idle_after_s)
+        or _stalled(ds, doc["instances_pending"], oldest_waiting, settings, now)
+        or _receiving_or_idle(ds, doc, recent, now)
+    )
+
+
+def _refusing(ds: m.Datashare, buffer: m.Buffer | None, recent: datetime) -> Verdict | None:
+    """The buffer is full now, or was recently and has not reported since."""
     full_at = ds.last_buffer_full_at
     full_recently = full_at is not None and full_at >= recent
-    if (buffer is not None and buffer.refusing) or (
+    if not (buffer is not None and buffer.refusing) and not (
         full_at is not None and full_recently and (buffer is None or buffer.at < full_at)
     ):
-        usage = ""
-        if buffer is not None and buffer.quota_bytes:
-            usage = f" ({_size(buffer.used_bytes)} of {_size(buffer.quota_bytes)})"
-        return "refusing", (
-            f"The buffer is full{usage}: new instances are refused with 'Out of Resources' "
-            "(the PACS should retry) until the uploader drains it."
-        )
+        return None
+    usage = ""
+    if buffer is not None and buffer.quota_bytes:
+        usage = f" ({_size(buffer.used_bytes)} of {_size(buffer.quota_bytes)})"
+    return "refusing", (
+        f"The buffer is full{usage}: new instances are refused with 'Out of Resources' "
+        "(the PACS should retry) until the uploader drains it."
+    )
+
+
+def _failing(ds: m.Datashare, recent: datetime, idle_after_s: float) -> Verdict | None:
+    """Dead letters, deliveries being retried, or instances refused recently."""
     if ds.dead:
         return "failing", (
             f"{ds.dead} instance(s) could not be delivered and were dead-lettered "
@@ -235,21 +271,39 @@ def health(
         and (ds.last_refused_reason != "buffer_full")
     ):
         return "failing", (
-            f"The receiver refused instances in the last {_duration(settings.monitor_idle_after_s)}"
+            f"The receiver refused instances in the last {_duration(idle_after_s)}"
             f" ({ds.last_refused_reason.replace('_', ' ')})."
         )
-    if oldest_waiting is not None:
-        progress = max(oldest_waiting, ds.last_uploaded_at or oldest_waiting)
-        if now - progress >= stalled_after:
-            since = (
-                f"nothing was uploaded for {_duration((now - ds.last_uploaded_at).total_seconds())}"
-                if ds.last_uploaded_at
-                else "nothing has been uploaded yet"
-            )
-            return "stalled", (
-                f"{doc['instances_pending']} instance(s) are waiting in the buffer and {since}: "
-                "is the uploader running, and the destination reachable?"
-            )
+    return None
+
+
+def _stalled(
+    ds: m.Datashare,
+    pending: int,
+    oldest_waiting: datetime | None,
+    settings: MonitorSettings,
+    now: datetime,
+) -> Verdict | None:
+    """Instances have waited in the buffer, and nothing was uploaded, for too long."""
+    if oldest_waiting is None:
+        return None
+    progress = max(oldest_waiting, ds.last_uploaded_at or oldest_waiting)
+    if now - progress < timedelta(seconds=settings.monitor_stalled_after_s):
+        return None
+    since = (
+        f"nothing was uploaded for {_duration((now - ds.last_uploaded_at).total_seconds())}"
+        if ds.last_uploaded_at
+        else "nothing has been uploaded yet"
+    )
+    return "stalled", (
+        f"{pending} instance(s) are waiting in the buffer and {since}: "
+        "is the uploader running, and the destination reachable?"
+    )
+
+
+def _receiving_or_idle(
+    ds: m.Datashare, doc: dict[str, Any], recent: datetime, now: datetime
+) -> Verdict:
     rate = doc["rate"]
     if ds.last_received_at is not None and ds.last_received_at >= recent:
         return "receiving", (
