@@ -22,12 +22,7 @@ from pydantic import SecretStr
 
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
-from edge_core.settings import (
-    DEFAULT_DESTINATION,
-    EMBEDDED_NATS_PORT,
-    EMBEDDED_S3_PORT,
-    EdgeSettings,
-)
+from edge_core.settings import EMBEDDED_NATS_PORT, EMBEDDED_S3_PORT, EdgeSettings
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import port_is_free
 from edge_embedded.process import ServerProcess
@@ -46,8 +41,6 @@ class LauncherSettings(EdgeSettings):
     monitor_port: int = 8001
     # Receiver processes sharing the DICOM port (SO_REUSEPORT); the kernel spreads associations.
     receiver_processes: int = 1
-    # Read here only to create its bucket when it is in the embedded store.
-    default_destination: str = DEFAULT_DESTINATION
 
 
 class PortInUse(RuntimeError):

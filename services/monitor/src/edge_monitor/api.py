@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_core.auth import BearerAuth, parse_tokens
+from edge_core.auth import BearerAuth
 from edge_core.events import InstanceRetryRequested, InstanceRetryRequestedEvent, utcnow
 from edge_monitor import models, schemas, status
 from edge_monitor.backlog import Backlog
@@ -143,7 +143,7 @@ def create_app(
         # 413 once a body (declared or streamed) passes this; the rest is never read.
         max_body_size=settings.api_max_body_bytes,
     )
-    tokens = parse_tokens(settings.api_token.get_secret_value())
+    tokens = settings.api_tokens
     # /metrics lists every datashare id (an AE title, the receiver's only gate): it takes the
     # API token, or a metrics token for a Prometheus that should read nothing else.
     metrics_tokens = dict(tokens)
