@@ -28,7 +28,7 @@ from edge_embedded.ports import port_is_free
 from edge_embedded.process import ServerProcess
 from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
-log = logging.getLogger("edge.launcher")
+log = logging.getLogger(__name__)
 
 
 class LauncherSettings(EdgeSettings):
@@ -97,9 +97,9 @@ class Stack:
         self.stopping = False
 
     def start_embedded(self) -> None:
-        s = self.settings
-        if "nats_url" not in s.model_fields_set:
-            port = s.embedded_nats_port
+        settings = self.settings
+        if "nats_url" not in settings.model_fields_set:
+            port = settings.embedded_nats_port
             _require_free(
                 [port, port + 1],
                 "the embedded NATS server",
@@ -110,8 +110,8 @@ class Stack:
             nats.wait_ready(timeout_s=60)
             self.embedded.append(nats)
             self.env["EDGE_NATS_URL"] = f"nats://127.0.0.1:{port}"
-        if "s3_endpoint" not in s.model_fields_set:
-            port = s.embedded_s3_port
+        if "s3_endpoint" not in settings.model_fields_set:
+            port = settings.embedded_s3_port
             others = list(range(port + 1, port + 1 + S3_EXTRA_PORTS))
             _require_free(
                 [port, *others],
@@ -122,8 +122,8 @@ class Stack:
             store = s3_server(
                 self.data_dir / "s3",
                 port,
-                s.s3_access_key,
-                s.s3_secret_key.get_secret_value(),
+                settings.s3_access_key,
+                settings.s3_secret_key.get_secret_value(),
                 other_ports=others,
             )
             self._spawn(store)
@@ -134,29 +134,29 @@ class Stack:
 
     def _create_buckets(self, endpoint: str) -> None:
         """The buffer and, when it lives here too, the default destination's bucket."""
-        s = self.settings
-        buckets = [s.buffer_bucket]
-        if s.default_destination.startswith("s3://"):
-            buckets.append(s.default_destination.removeprefix("s3://").split("/")[0])
+        settings = self.settings
+        buckets = [settings.buffer_bucket]
+        if settings.default_destination.startswith("s3://"):
+            buckets.append(settings.default_destination.removeprefix("s3://").split("/")[0])
         for bucket in buckets:
-            store = ObjectStore.buffer(s.model_copy(update={"s3_endpoint": endpoint}))
+            store = ObjectStore.buffer(settings.model_copy(update={"s3_endpoint": endpoint}))
             ObjectStore(store.client, bucket).ensure_bucket()
 
     def start_services(self, token: str) -> None:
-        s = self.settings
+        settings = self.settings
         env = {**self.env, "EDGE_API_TOKEN": token}
         logs = None  # services log to this terminal
         registry = ServerProcess(
             "registry",
             [_script("edge-registry")],
-            lambda: _http_ok(f"http://127.0.0.1:{s.registry_port}/healthz"),
+            lambda: _http_ok(f"http://127.0.0.1:{settings.registry_port}/healthz"),
             logs,
             env,
         )
         monitor = ServerProcess(
             "monitor",
             [_script("edge-monitor")],
-            lambda: _http_ok(f"http://127.0.0.1:{s.monitor_port}/healthz"),
+            lambda: _http_ok(f"http://127.0.0.1:{settings.monitor_port}/healthz"),
             logs,
             env,
         )
@@ -164,11 +164,11 @@ class Stack:
             ServerProcess(
                 f"receiver-{i + 1}",
                 [_script("edge-receiver")],
-                lambda: _tcp_open(s.receiver_port),
+                lambda: _tcp_open(settings.receiver_port),
                 logs,
                 env,
             )
-            for i in range(max(1, s.receiver_processes))
+            for i in range(max(1, settings.receiver_processes))
         ]
         uploader = ServerProcess("uploader", [_script("edge-uploader")], lambda: True, logs, env)
         # Start all at once (each waits for NATS and the store, not for the others), then
@@ -208,9 +208,9 @@ class Stack:
                         failures.pop(proc.name, None)
                     continue
                 if proc.name not in restart_at:
-                    n = failures.get(proc.name, 0)
+                    failed = failures.get(proc.name, 0)
                     code = proc.proc.returncode if proc.proc else None
-                    delay = min(2**n, 30)
+                    delay = min(2**failed, 30)
                     log.error("%s exited (code %s); restarting in %ss", proc.name, code, delay)
                     restart_at[proc.name] = now + delay
                 elif now >= restart_at[proc.name]:
@@ -230,17 +230,18 @@ class Stack:
             proc.stop()
 
     def banner(self, token: str) -> str:
-        s = self.settings
-        nats = self.env.get("EDGE_NATS_URL", s.nats_url)
-        s3 = self.env.get("EDGE_S3_ENDPOINT", s.s3_endpoint)
+        settings = self.settings
+        nats = self.env.get("EDGE_NATS_URL", settings.nats_url)
+        s3 = self.env.get("EDGE_S3_ENDPOINT", settings.s3_endpoint)
         return "\n".join(
             [
                 "",
                 "Edge is running.",
-                f"  DICOM receiver : port {s.receiver_port} (CALLED AE TITLE = Datashare ID)",
-                f"  Registry API   : http://127.0.0.1:{s.registry_port}/api/v1/datashares"
-                f"  (docs: http://127.0.0.1:{s.registry_port}/docs)",
-                f"  Monitor        : http://127.0.0.1:{s.monitor_port}/"
+                f"  DICOM receiver : port {settings.receiver_port}"
+                " (CALLED AE TITLE = Datashare ID)",
+                f"  Registry API   : http://127.0.0.1:{settings.registry_port}/api/v1/datashares"
+                f"  (docs: http://127.0.0.1:{settings.registry_port}/docs)",
+                f"  Monitor        : http://127.0.0.1:{settings.monitor_port}/"
                 f"  (status: /api/v1/status, metrics: /metrics)",
                 f"  API token      : {token}",
                 f"  NATS           : {nats}"

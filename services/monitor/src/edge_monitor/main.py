@@ -23,7 +23,7 @@ from edge_monitor.config import MonitorSettings
 from edge_monitor.consumer import consume
 from edge_monitor.rebuild import rebuild
 
-log = logging.getLogger("edge_monitor")
+log = logging.getLogger(__name__)
 
 
 async def follow_events(

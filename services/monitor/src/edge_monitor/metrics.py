@@ -8,7 +8,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_monitor import models as m
+from edge_monitor import models
 from edge_monitor.backlog import Backlog
 
 # (metric name, kind, help, the datashare columns whose sum it is)
@@ -42,18 +42,18 @@ class ProjectionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
             datashares = session.scalars(
-                select(m.Datashare).where(m.Datashare.deleted.is_(False))
+                select(models.Datashare).where(models.Datashare.deleted.is_(False))
             ).all()
             active = {
                 ds: count
                 for ds, count in session.execute(
-                    select(m.Association.datashare, func.count())
-                    .where(m.Association.state == "active")
-                    .group_by(m.Association.datashare)
+                    select(models.Association.datashare, func.count())
+                    .where(models.Association.state == "active")
+                    .group_by(models.Association.datashare)
                 )
             }
-            rejections = session.scalars(select(m.RejectionTotal)).all()
-            buffer = session.get(m.Buffer, 1)
+            rejections = session.scalars(select(models.RejectionTotal)).all()
+            buffer = session.get(models.Buffer, 1)
 
         for name, kind, doc, columns in _PER_DATASHARE:
             family: CounterMetricFamily | GaugeMetricFamily = (

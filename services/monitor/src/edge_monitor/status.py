@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edge_core.topology import MONITOR_CONSUMER, UPLOADER_CONSUMER
-from edge_monitor import models as m
+from edge_monitor import models
 from edge_monitor.backlog import Backlog
 from edge_monitor.config import MonitorSettings
 from edge_monitor.projections import POSITION
@@ -21,17 +21,21 @@ MB = 1_000_000
 def status(
     session: Session, settings: MonitorSettings, now: datetime, backlog: Backlog | None = None
 ) -> dict[str, Any]:
-    buffer = session.get(m.Buffer, 1)
+    buffer = session.get(models.Buffer, 1)
     datashares = [
         datashare_status(session, ds, settings, now, buffer)
         for ds in session.scalars(
-            select(m.Datashare).where(m.Datashare.deleted.is_(False)).order_by(m.Datashare.id)
+            select(models.Datashare)
+            .where(models.Datashare.deleted.is_(False))
+            .order_by(models.Datashare.id)
         )
     ]
-    known = session.scalars(select(m.Datashare).where(m.Datashare.deleted.is_(False))).all()
+    known = session.scalars(
+        select(models.Datashare).where(models.Datashare.deleted.is_(False))
+    ).all()
     since = now - timedelta(seconds=settings.monitor_rejections_window_s)
     rejected = rejections(session, since, known)
-    position = session.get(m.Position, POSITION)
+    position = session.get(models.Position, POSITION)
     doc: dict[str, Any] = {
         "generated_at": now,
         "datashares": datashares,
@@ -52,7 +56,7 @@ def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
     return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
 
 
-def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:
+def buffer_status(buffer: models.Buffer | None) -> dict[str, Any]:
     if buffer is None:
         return {"reported": False, "used_bytes": None, "quota_bytes": None, "objects": None,
                 "used_fraction": None, "refusing": False, "reported_at": None}  # fmt: skip
@@ -70,13 +74,15 @@ def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:
 
 def datashare_status(
     session: Session,
-    ds: m.Datashare,
+    ds: models.Datashare,
     settings: MonitorSettings,
     now: datetime,
-    buffer: m.Buffer | None,
+    buffer: models.Buffer | None,
 ) -> dict[str, Any]:
     active, recent = _associations(session, ds.id, settings.monitor_recent_associations)
-    refusals = session.scalars(select(m.Refusal).where(m.Refusal.datashare == ds.id)).all()
+    refusals = session.scalars(
+        select(models.Refusal).where(models.Refusal.datashare == ds.id)
+    ).all()
     doc: dict[str, Any] = {
         "id": ds.id,
         "description": ds.description,
@@ -127,17 +133,17 @@ def datashare_status(
 
 def _associations(
     session: Session, ds_id: str, recent_listed: int
-) -> tuple[Sequence[m.Association], Sequence[m.Association]]:
+) -> tuple[Sequence[models.Association], Sequence[models.Association]]:
     """The datashare's open associations (oldest first) and its latest ended ones."""
     active = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds_id, m.Association.state == "active")
-        .order_by(m.Association.started_at)
+        select(models.Association)
+        .where(models.Association.datashare == ds_id, models.Association.state == "active")
+        .order_by(models.Association.started_at)
     ).all()
     recent = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds_id, m.Association.ended_at.is_not(None))
-        .order_by(m.Association.ended_at.desc())
+        select(models.Association)
+        .where(models.Association.datashare == ds_id, models.Association.ended_at.is_not(None))
+        .order_by(models.Association.ended_at.desc())
         .limit(recent_listed)
     ).all()
     return active, recent
@@ -149,9 +155,9 @@ def _studies(
     """The latest studies, each with whether it has gone quiet."""
     quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
     studies = session.scalars(
-        select(m.Study)
-        .where(m.Study.datashare == ds_id)
-        .order_by(m.Study.last_seen.desc())
+        select(models.Study)
+        .where(models.Study.datashare == ds_id)
+        .order_by(models.Study.last_seen.desc())
         .limit(settings.monitor_studies_listed)
     ).all()
     return [
@@ -171,8 +177,8 @@ def _studies(
 def _oldest_waiting(session: Session, ds_id: str) -> datetime | None:
     """When the longest-waiting instance still in the buffer was received."""
     return session.scalar(
-        select(func.min(m.Instance.received_at)).where(
-            m.Instance.datashare == ds_id, m.Instance.state == "pending"
+        select(func.min(models.Instance.received_at)).where(
+            models.Instance.datashare == ds_id, models.Instance.state == "pending"
         )
     )
 
@@ -183,10 +189,13 @@ def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[
     since = int(now.timestamp() - window_s)
     rows = session.execute(
         select(
-            m.Rate.kind, func.sum(m.Rate.instances), func.sum(m.Rate.bytes), func.min(m.Rate.second)
+            models.Rate.kind,
+            func.sum(models.Rate.instances),
+            func.sum(models.Rate.bytes),
+            func.min(models.Rate.second),
         )
-        .where(m.Rate.datashare == ds_id, m.Rate.second > since)
-        .group_by(m.Rate.kind)
+        .where(models.Rate.datashare == ds_id, models.Rate.second > since)
+        .group_by(models.Rate.kind)
     ).all()
     doc: dict[str, float] = {"window_s": window_s}
     for kind in ("received", "uploaded"):
@@ -197,7 +206,7 @@ def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[
     return doc
 
 
-def _association(a: m.Association) -> dict[str, Any]:
+def _association(a: models.Association) -> dict[str, Any]:
     return {
         "association_id": a.association_id,
         "calling_ae": a.calling_ae,
@@ -219,10 +228,10 @@ Verdict = tuple[str, str]
 
 
 def health(
-    ds: m.Datashare,
+    ds: models.Datashare,
     doc: dict[str, Any],
     oldest_waiting: datetime | None,
-    buffer: m.Buffer | None,
+    buffer: models.Buffer | None,
     settings: MonitorSettings,
     now: datetime,
 ) -> Verdict:
@@ -236,7 +245,9 @@ def health(
     )
 
 
-def _refusing(ds: m.Datashare, buffer: m.Buffer | None, recent: datetime) -> Verdict | None:
+def _refusing(
+    ds: models.Datashare, buffer: models.Buffer | None, recent: datetime
+) -> Verdict | None:
     """The buffer is full now, or was recently and has not reported since."""
     full_at = ds.last_buffer_full_at
     full_recently = full_at is not None and full_at >= recent
@@ -253,7 +264,7 @@ def _refusing(ds: m.Datashare, buffer: m.Buffer | None, recent: datetime) -> Ver
     )
 
 
-def _failing(ds: m.Datashare, recent: datetime, idle_after_s: float) -> Verdict | None:
+def _failing(ds: models.Datashare, recent: datetime, idle_after_s: float) -> Verdict | None:
     """Dead letters, deliveries being retried, or instances refused recently."""
     if ds.dead:
         return "failing", (
@@ -278,7 +289,7 @@ def _failing(ds: m.Datashare, recent: datetime, idle_after_s: float) -> Verdict 
 
 
 def _stalled(
-    ds: m.Datashare,
+    ds: models.Datashare,
     pending: int,
     oldest_waiting: datetime | None,
     settings: MonitorSettings,
@@ -302,7 +313,7 @@ def _stalled(
 
 
 def _receiving_or_idle(
-    ds: m.Datashare, doc: dict[str, Any], recent: datetime, now: datetime
+    ds: models.Datashare, doc: dict[str, Any], recent: datetime, now: datetime
 ) -> Verdict:
     rate = doc["rate"]
     if ds.last_received_at is not None and ds.last_received_at >= recent:
@@ -322,26 +333,32 @@ def _receiving_or_idle(
 
 
 def rejections(
-    session: Session, since: datetime, known: Sequence[m.Datashare] = ()
+    session: Session, since: datetime, known: Sequence[models.Datashare] = ()
 ) -> list[dict[str, Any]]:
     """Rejected associations since ``since``, grouped by who called whom from where, each
     with a suggestion from the ``known`` datashares when its AE title was nearly right."""
-    r = m.Rejection
+    rejection = models.Rejection
     rows = session.execute(
         select(
-            r.calling_ae,
-            r.called_ae,
-            r.peer_host,
-            r.reason,
-            r.datashare,
-            func.max(r.reason_text),
+            rejection.calling_ae,
+            rejection.called_ae,
+            rejection.peer_host,
+            rejection.reason,
+            rejection.datashare,
+            func.max(rejection.reason_text),
             func.count(),
-            func.min(r.at),
-            func.max(r.at),
+            func.min(rejection.at),
+            func.max(rejection.at),
         )
-        .where(r.at >= since)
-        .group_by(r.calling_ae, r.called_ae, r.peer_host, r.reason, r.datashare)
-        .order_by(func.max(r.at).desc())
+        .where(rejection.at >= since)
+        .group_by(
+            rejection.calling_ae,
+            rejection.called_ae,
+            rejection.peer_host,
+            rejection.reason,
+            rejection.datashare,
+        )
+        .order_by(func.max(rejection.at).desc())
     ).all()
     return [
         {
@@ -382,11 +399,11 @@ def explain_rejection(
 SUGGEST_DISTANCE = 2
 
 
-def suggest(calling: str, called: str, known: Sequence[m.Datashare]) -> dict[str, Any] | None:
+def suggest(calling: str, called: str, known: Sequence[models.Datashare]) -> dict[str, Any] | None:
     """The datashare whose AE title the caller most likely meant: the same but for case or
     surrounding spaces (a receiver that compares exactly rejected it), or a few characters
     off; compared with the called AE title, or the calling one for a calling-mode share."""
-    best: tuple[int, m.Datashare] | None = None
+    best: tuple[int, models.Datashare] | None = None
     for ds in known:
         used = calling if ds.match == "calling" else called
         title = _normal(ds.ae_title)
@@ -444,9 +461,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
 def dead_letters(
     session: Session, datashare: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    query = select(m.Instance).where(m.Instance.state == "dead")
+    query = select(models.Instance).where(models.Instance.state == "dead")
     if datashare is not None:
-        query = query.where(m.Instance.datashare == datashare)
+        query = query.where(models.Instance.datashare == datashare)
     return [
         {
             "datashare": i.datashare,
@@ -460,7 +477,7 @@ def dead_letters(
             "destination": i.destination,
             "dead_lettered_at": i.state_at,
         }
-        for i in session.scalars(query.order_by(m.Instance.state_at.desc()).limit(limit))
+        for i in session.scalars(query.order_by(models.Instance.state_at.desc()).limit(limit))
     ]
 
 

@@ -163,13 +163,13 @@ def handle_rejected(event: Event, deps: AssociationDeps) -> None:
     """EVT_REJECTED: pynetdicom's own rejections (e.g. too many associations)."""
     assoc = event.assoc
     session = deps.sessions.end(assoc)
-    rj = assoc.acceptor.primitive
-    if session is None or rj is None:
+    rejection = assoc.acceptor.primitive
+    if session is None or rejection is None:
         return
     reason_text = (
         "local limit exceeded (too many associations)"
-        if (rj.result_source, rj.diagnostic) == (3, 2)
-        else REASON_TEXT.get(rj.diagnostic or 0, "rejected")
+        if (rejection.result_source, rejection.diagnostic) == (3, 2)
+        else REASON_TEXT.get(rejection.diagnostic or 0, "rejected")
     )
     log.warning("rejected association from %s: %s", session.ref.peer_host, reason_text)
     deps.bus.announce(
@@ -179,9 +179,9 @@ def handle_rejected(event: Event, deps: AssociationDeps) -> None:
                 called_ae=session.ref.called_ae,
                 peer_host=session.ref.peer_host,
                 peer_port=session.ref.peer_port,
-                result=rj.result or 1,
-                source=rj.result_source or 1,
-                reason=rj.diagnostic or 1,
+                result=rejection.result or 1,
+                source=rejection.result_source or 1,
+                reason=rejection.diagnostic or 1,
                 reason_text=reason_text,
             )
         )

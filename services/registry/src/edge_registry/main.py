@@ -19,7 +19,7 @@ from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
 from edge_registry.outbox import OutboxRelay
 
-log = logging.getLogger("edge_registry")
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: RegistrySettings) -> FastAPI:
