@@ -92,7 +92,9 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0) -
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
 
 
-def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""):
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout_s
     last = None

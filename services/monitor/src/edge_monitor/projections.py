@@ -161,7 +161,8 @@ def _settle_applied(session: Session) -> None:
 def _rows(session: Session) -> dict[tuple[type, tuple[Any, ...]], Any]:
     """The rows this batch touched, held strongly: the session's identity map is weak, and
     writer sessions do not autoflush, so every read of a row goes through here."""
-    return session.info.setdefault("rows", {})
+    rows: dict[tuple[type, tuple[Any, ...]], Any] = session.info.setdefault("rows", {})
+    return rows
 
 
 def _get(session: Session, cls: type[T], pk: Any) -> T | None:
@@ -169,7 +170,8 @@ def _get(session: Session, cls: type[T], pk: Any) -> T | None:
     rows = _rows(session)
     if key not in rows:
         rows[key] = session.get(cls, pk)
-    return rows[key]
+    row: T | None = rows[key]
+    return row
 
 
 def prefetch(session: Session, batch: list[events.Event]) -> None:
