@@ -10,7 +10,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from edge_core.events import _Envelope
-from edge_core.retrying import until_ready_async
+from edge_core.retrying import until_ready
 from edge_core.settings import EdgeSettings
 from edge_core.topology import ensure_topology
 
@@ -68,7 +68,7 @@ async def connect_when_ready(settings: EdgeSettings, name: str) -> tuple[Client,
             raise
         return nc, js
 
-    return await until_ready_async(f"NATS at {settings.nats_url}", log)(attempt)
+    return await until_ready(f"NATS at {settings.nats_url}", log)(attempt)()
 
 
 async def close(nc: Client, drain_s: float = 5.0) -> None:

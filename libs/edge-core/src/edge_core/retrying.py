@@ -5,32 +5,26 @@ cancellation, which is no ``Exception``) ends the wait."""
 
 import logging
 from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception_type, wait_fixed
+from tenacity import RetryCallState, retry, retry_if_exception_type, wait_fixed
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _announce(what: str, log: logging.Logger) -> Callable[[RetryCallState], None]:
+def until_ready(
+    what: str, log: logging.Logger, interval_s: float = 1.0
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Wrap a function, blocking or a coroutine function, to retry it under the policy:
+    ``until_ready("the buffer bucket", log)(store.ensure_bucket)()``."""
+
     def announce(state: RetryCallState) -> None:
         log.warning("waiting for %s: %s", what, state.outcome and state.outcome.exception())
 
-    return announce
-
-
-def until_ready(what: str, log: logging.Logger, interval_s: float = 1.0) -> Retrying:
-    """Call a blocking function with it: ``until_ready("the bucket", log)(store.ensure_bucket)``."""
-    return Retrying(
+    return retry(
         retry=retry_if_exception_type(Exception),
         wait=wait_fixed(interval_s),
-        before_sleep=_announce(what, log),
-        reraise=True,
-    )
-
-
-def until_ready_async(what: str, log: logging.Logger, interval_s: float = 1.0) -> AsyncRetrying:
-    """Await a coroutine function with it: ``await until_ready_async("NATS", log)(connect)``."""
-    return AsyncRetrying(
-        retry=retry_if_exception_type(Exception),
-        wait=wait_fixed(interval_s),
-        before_sleep=_announce(what, log),
+        before_sleep=announce,
         reraise=True,
     )

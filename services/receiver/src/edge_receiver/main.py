@@ -119,7 +119,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     _config.STORE_RECV_CHUNKED_DATASET = True
 
     store = ObjectStore.buffer(settings)
-    until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)
+    until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)()
 
     with ExitStack() as started:
         portal = started.enter_context(start_blocking_portal(name="edge-loop"))

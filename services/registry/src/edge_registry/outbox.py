@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, Row, Table, delete, select, text
 
 from edge_core import bus
 from edge_core.events import parse_event
-from edge_core.retrying import until_ready_async
+from edge_core.retrying import until_ready
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry.config import RegistrySettings
 from edge_registry.db import OutboxRow
@@ -113,10 +113,8 @@ class OutboxRelay:
 
     async def _connect(self) -> Client:
         # The API serves while NATS is unreachable; changes wait in the outbox.
-        waiting = until_ready_async(
-            f"NATS at {self.settings.nats_url}", log, self.settings.outbox_retry_s
-        )
-        nc: Client = (await waiting(bus.connect, self.settings, "edge-registry"))[0]
+        what, pause_s = f"NATS at {self.settings.nats_url}", self.settings.outbox_retry_s
+        nc, _ = await until_ready(what, log, pause_s)(bus.connect)(self.settings, "edge-registry")
         return nc
 
     async def _relay(self, js: JetStreamContext) -> None:
