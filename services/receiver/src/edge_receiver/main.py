@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -78,6 +79,39 @@ def _close_nats(portal: BlockingPortal, nc: Client) -> None:
         log.warning("closing NATS: %s", exc)
 
 
+def _spool_on_disk(spool_dir: Path) -> None:
+    """pynetdicom spools incoming datasets (chunked, so memory stays bounded) with
+    NamedTemporaryFile: put them on our disk, not in /tmp (often a RAM-backed tmpfs)."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(spool_dir)
+    # pynetdicom's documented configuration module (it has no other way to set this).
+    _config.STORE_RECV_CHUNKED_DATASET = True
+
+
+def _watch_buffer(
+    portal: BlockingPortal, store: ObjectStore, settings: ReceiverSettings, publisher: Bus
+) -> BufferQuota:
+    """The buffer quota, kept true by listing the buffer in the background."""
+
+    def announce_usage(usage: BufferUsage) -> None:
+        publisher.announce(BufferUsageEvent(data=usage))
+
+    quota = BufferQuota(
+        settings.buffer_quota_bytes or default_quota(settings.data_dir), announce_usage
+    )
+    watch = partial(
+        watch_buffer,
+        quota,
+        store,
+        settings.buffer_usage_interval_s,
+        announce_usage,
+        settings.spool_dir,
+        spool_stale_s=2 * settings.receiver_network_timeout_s,
+    )
+    _background(portal, watch)
+    return quota
+
+
 def _background(portal: BlockingPortal, run: Callable[[], Awaitable[None]]) -> None:
     """Run ``run`` in the event loop until the receiver stops; say so if it ends early."""
 
@@ -111,13 +145,7 @@ def start(settings: ReceiverSettings) -> Receiver:
     """Start the receiver; returns once it is listening with the datashare table loaded.
     If any step fails, what the earlier ones started is stopped again."""
     name = f"receiver-{socket.gethostname()}-{os.getpid()}"
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    # pynetdicom spools incoming datasets with NamedTemporaryFile: put them on our disk,
-    # not in /tmp (often a RAM-backed tmpfs).
-    tempfile.tempdir = str(settings.spool_dir)
-    # pynetdicom's documented configuration module (it has no other way to set this).
-    _config.STORE_RECV_CHUNKED_DATASET = True
-
+    _spool_on_disk(settings.spool_dir)
     store = ObjectStore.buffer(settings)
     until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)()
 
@@ -131,26 +159,9 @@ def start(settings: ReceiverSettings) -> Receiver:
         publisher = Bus(portal, nc, js, settings.receiver_publish_timeout_s)
         digests = portal.start_task_soon(open_digests, js, settings.events_replicas).result(30)
 
-        def announce_usage(usage: BufferUsage) -> None:
-            publisher.announce(BufferUsageEvent(data=usage))
-
-        quota = BufferQuota(
-            settings.buffer_quota_bytes or default_quota(settings.data_dir), announce_usage
-        )
+        quota = _watch_buffer(portal, store, settings, publisher)
         table = DatashareTable()
         _background(portal, partial(table.follow, js))
-        _background(
-            portal,
-            partial(
-                watch_buffer,
-                quota,
-                store,
-                settings.buffer_usage_interval_s,
-                announce_usage,
-                settings.spool_dir,
-                spool_stale_s=2 * settings.receiver_network_timeout_s,
-            ),
-        )
         portal.start_task_soon(table.loaded.wait).result(60)
 
         sessions = Sessions(settings.receiver_max_associations)
