@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_core.datashares import Deidentification
 from edge_core.events import utcnow
 from edge_testing.servers import wait_until
 
@@ -65,7 +66,10 @@ async def _transfer_in_progress(feed) -> None:
     ]
     for ref in refs[:14]:
         await feed.uploaded("CT_TRIAL", ref, ago(5))
-    await feed.datashare("MR_STUDY", ago(3600), description="MR follow-up")
+    await feed.datashare(
+        "MR_STUDY", ago(3600), description="MR follow-up",
+        deidentification=Deidentification(options=["retain_patient_characteristics"]),
+    )  # fmt: skip
     await feed.opened("MR_STUDY", "b1", ago(600), calling="MR_SCANNER")
     mr = await feed.stored("MR_STUDY", "b1", "1.3.5", "1.3.5.1", ago(590), size=80_000)
     await feed.closed("MR_STUDY", "b1", 1, ago(580))
@@ -93,6 +97,11 @@ async def test_dashboard_shows_the_transfer(feed, monitor_process, tmp_path):
     assert "MR_STUDY" in dom and "dead-lettered" in dom and "403 Forbidden" in dom
     assert "PACS 'XYZ' at 10.0.0.5 used called AE title 'FOO', which matches no datashare." in dom
     assert "3.1 MB of 10.0 GB" in dom  # the buffer
+    assert "Forwarded byte for byte (no de-identification)." in dom  # CT_TRIAL
+    assert (
+        "De-identified before forwarding: PS3.15 basic profile with retain patient "
+        "characteristics. 0 de-identified." in dom
+    )
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "monitor-dashboard.png"

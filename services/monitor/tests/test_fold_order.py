@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from edge_core import events as ev
-from edge_core.datashares import Datashare
+from edge_core.datashares import Datashare, Deidentification
 from edge_core.keys import buffer_key, quarantine_key
 from edge_monitor import db, projections
 from edge_monitor import models as m
@@ -57,17 +57,24 @@ STORY: list[ev.Event] = [
         **assoc("a1"), instances=2, bytes=2000)),
     ev.InstanceStoredEvent(datashare=DS, time=at(7), data=ev.InstanceStored(
         **V2, association_id="a2", new_version=True)),
-    ev.InstanceUploadedEvent(datashare=DS, time=at(8), data=ev.InstanceUploaded(**Y, **DEST)),
+    ev.InstanceUploadedEvent(datashare=DS, time=at(8), data=ev.InstanceUploaded(
+        **Y, **DEST, deidentified=True)),
+    # a second report of the same delivery (a redelivery after a crash): counted once
+    ev.InstanceUploadedEvent(datashare=DS, time=at(8.5), data=ev.InstanceUploaded(
+        **Y, **DEST, deidentified=True, already_present=True, attempts=2)),
     ev.InstanceDeadLetteredEvent(datashare=DS, time=at(9), data=ev.InstanceDeadLettered(
-        **V2, **DEST, attempts=5, error="403", quarantine_key=quarantine_key(V2["key"]))),
+        **V2, **DEST, attempts=1, error="held", quarantine_key=quarantine_key(V2["key"]),
+        held=True)),
     ev.InstanceRetryRequestedEvent(datashare=DS, time=at(10), data=ev.InstanceRetryRequested(
         quarantine_key=quarantine_key(V2["key"]))),
-    ev.InstanceUploadedEvent(datashare=DS, time=at(11), data=ev.InstanceUploaded(**V2, **DEST)),
+    ev.InstanceUploadedEvent(datashare=DS, time=at(11), data=ev.InstanceUploaded(
+        **V2, **DEST, deidentified=True)),
     # staff asked twice: the second request comes after the delivery, and changes nothing
     ev.InstanceRetryRequestedEvent(datashare=DS, time=at(11.5), data=ev.InstanceRetryRequested(
         quarantine_key=quarantine_key(V2["key"]))),
     ev.DatashareUpdatedEvent(datashare=DS, time=at(12), data=ev.DatashareChanged(
-        datashare=Datashare(id=DS, ae_title=DS, description="second"))),
+        datashare=Datashare(id=DS, ae_title=DS, description="second",
+                            deidentification=Deidentification(options=["allow_burned_in"])))),
 ]  # fmt: skip
 
 
@@ -105,6 +112,13 @@ def test_the_story_in_order(engine):
     assert (ds["instances_replaced"], ds["versions_received"]) == (1, 3)
     assert ds["bytes_received"] == ds["bytes_uploaded"] == 4000  # Y and X's newest version
     assert ds["description"] == "second" and ds["associations_total"] == 2
+    assert ds["deidentification"] == {
+        "profile": "basic",
+        "options": ["allow_burned_in"],
+        "keep": [],
+        "remove": [],
+    }
+    assert (ds["instances_deidentified"], ds["instances_held"]) == (2, 1)
     assert doc["monitor"]["position"] == len(STORY) and doc["applied_above_position"] == []
 
 

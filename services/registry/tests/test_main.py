@@ -52,7 +52,7 @@ def test_serves_then_stops_cleanly_on_sigterm(tmp_path, nats):
                 what="outbox emptied",
             )
             version = conn.exec_driver_sql("SELECT version_num FROM alembic_version_registry")
-            assert version.scalar() == "0001"
+            assert version.scalar() == "0002"
         db.dispose()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

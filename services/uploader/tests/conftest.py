@@ -69,7 +69,11 @@ class Site:
     dicom_bytes = staticmethod(dicom_bytes)
 
     async def add_datashare(
-        self, ds_id: str, destination: str | None = None, credentials: dict[str, str] | None = None
+        self,
+        ds_id: str,
+        destination: str | None = None,
+        credentials: dict[str, str] | None = None,
+        deidentification: dict[str, object] | None = None,
     ) -> None:
         # Encrypted with the site key, as the registry publishes them.
         site_key = SiteKey.load_or_create(self.settings.site_key_path())
@@ -81,6 +85,7 @@ class Site:
                 "destination_credentials": {
                     k: site_key.encrypt(v) for k, v in (credentials or {}).items()
                 },
+                "deidentification": deidentification,
             }
         )
         kv = await self.js.key_value(DATASHARES_BUCKET)

@@ -12,6 +12,30 @@ DATASHARE_ID_RE = re.compile(DATASHARE_ID_PATTERN)
 
 MatchMode = Literal["called", "calling"]
 
+# Options of the PS3.15 Annex E Basic Application Level Confidentiality Profile that Edge
+# offers (Table E.1-1's option columns), plus ``allow_burned_in``: Edge's own, to forward
+# instances at risk of identity burned into the pixels (which Edge never alters).
+DeidentificationOption = Literal[
+    "retain_longitudinal_modified_dates",
+    "retain_patient_characteristics",
+    "retain_device_identity",
+    "retain_institution_identity",
+    "clean_descriptors",
+    "clean_structured_content",
+    "allow_burned_in",
+]
+
+
+class Deidentification(BaseModel):
+    """What a datashare does to an instance before it leaves the site. ``keep`` and
+    ``remove`` name attributes (keyword such as ``PatientSex`` or tag ``(0010,0040)``) that
+    override the profile; the registry checks and normalises them."""
+
+    profile: Literal["basic"] = "basic"
+    options: list[DeidentificationOption] = []
+    keep: list[str] = []
+    remove: list[str] = []
+
 
 class Datashare(BaseModel):
     id: str = Field(pattern=DATASHARE_ID_PATTERN)
@@ -27,6 +51,8 @@ class Datashare(BaseModel):
     # Destination secrets (S3 keys, DICOMweb token or user/password): never shown in a repr or log.
     destination_credentials: dict[str, SecretStr] = {}
     enabled: bool = True
+    # None: forwarded byte for byte.
+    deidentification: Deidentification | None = None
     # Increases with every change, so that a reader can ignore a stale copy.
     revision: int = 1
 

@@ -103,6 +103,8 @@ class InstanceUploaded(InstanceRef):
     attempts: int = 1
     # The destination already held identical content (a redelivery after a crash).
     already_present: bool = False
+    # What left the site was a de-identified copy (the datashare's deidentification).
+    deidentified: bool = False
 
 
 class InstanceSuperseded(InstanceRef):
@@ -127,6 +129,8 @@ class InstanceDeadLettered(InstanceRef):
     attempts: int
     error: str
     quarantine_key: str
+    # Held by de-identification (identity may be burned into the pixels), never sent.
+    held: bool = False
 
 
 class InstanceRetryRequested(BaseModel):

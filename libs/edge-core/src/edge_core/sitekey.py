@@ -1,5 +1,6 @@
 """The site key: destination credentials are kept encrypted with it, in the registry's
-database and in the datashares bucket; only the uploader decrypts them, to deliver.
+database and in the datashares bucket; only the uploader decrypts them, to deliver. The
+uploader also derives from it the key of de-identification's pseudonyms.
 
 The key is a Fernet key (AES-128-CBC with HMAC-SHA256, from ``cryptography``) kept apart
 from the database, so that a copy of the database or of NATS's data holds no usable
@@ -8,6 +9,8 @@ registry and uploader), or else its own owner-only file (``EDGE_SITE_KEY_FILE``,
 ``<EDGE_DATA_DIR>/site.key``), which the registry creates at first start.
 """
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -27,6 +30,12 @@ class SiteKeyError(Exception):
 class SiteKey:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def pseudonym_key(self) -> bytes:
+        """The key of de-identification's pseudonyms (HMAC-SHA256), derived from the site
+        key: the same for every uploader of the site, never stored or sent anywhere."""
+        return hmac.new(self._key, b"edge pseudonyms v1", hashlib.sha256).digest()
 
     @classmethod
     def of(cls, settings: EdgeSettings, create: bool = False) -> "SiteKey":

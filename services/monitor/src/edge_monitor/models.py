@@ -58,6 +58,8 @@ class Datashare(Base):
     match: Mapped[str] = mapped_column(String(16), default="called")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The de-identification in force (JSON of the datashare's field), "" for byte for byte.
+    deidentification: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime | None]
     # The stream sequence of the datashare event that set the fields above: an older one
     # folded later (redelivered) changes nothing.
@@ -78,6 +80,10 @@ class Datashare(Base):
     # Versions (buffer keys) received, and SOP instances received in more than one version.
     versions: Mapped[int] = mapped_column(default=0)
     replaced: Mapped[int] = mapped_column(default=0)
+    # Versions forwarded de-identified, and versions held by de-identification (identity
+    # possibly burned into the pixels; a held one later released by a retry stays counted).
+    deidentified: Mapped[int] = mapped_column(default=0)
+    held: Mapped[int] = mapped_column(default=0)
 
     failures: Mapped[int] = mapped_column(default=0)  # failed upload attempts
     last_error: Mapped[str] = mapped_column(Text, default="")
@@ -124,6 +130,9 @@ class Instance(Base):
     dead_seq: Mapped[int] = mapped_column(default=0)
     uploaded_seq: Mapped[int] = mapped_column(default=0)
     superseded_seq: Mapped[int] = mapped_column(default=0)  # the uploader will not send it
+    # Counted once in the datashare's deidentified / held, whichever event says so first.
+    deidentified: Mapped[bool] = mapped_column(Boolean, default=False)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(default=0)  # of any event about it (sets state_at)
 
     __table_args__ = (

@@ -398,6 +398,8 @@ def on_datashare_changed(
     row.match = info.match
     row.enabled = info.enabled
     row.deleted = False
+    profile = info.deidentification
+    row.deidentification = "" if profile is None else profile.model_dump_json()
 
 
 def on_datashare_deleted(session: Session, event: events.DatashareDeletedEvent, seq: int) -> None:
@@ -531,6 +533,9 @@ def on_instance_uploaded(session: Session, event: events.InstanceUploadedEvent, 
     _changed(session, inst, seq, at)
     ds = _datashare(session, ds_id, at)
     ds.last_uploaded_at = _later(ds.last_uploaded_at, at)
+    if event.data.deidentified and not inst.deidentified:
+        inst.deidentified = True
+        ds.deidentified += 1
 
 
 def on_instance_superseded(
@@ -561,6 +566,9 @@ def on_instance_dead_lettered(
     _failure(session, inst, event.data.error, event.data.destination, seq, at)
     inst.dead_seq = max(inst.dead_seq, seq)
     _changed(session, inst, seq, at)
+    if event.data.held and not inst.held:
+        inst.held = True
+        _datashare(session, ds_id, at).held += 1
 
 
 def _failure(

@@ -1,6 +1,7 @@
 """The read side: status documents built from the projections, with health verdicts in
 plain words. Every function takes ``now`` so that the same tables give the same answer."""
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -89,6 +90,11 @@ def datashare_status(
         "ae_title": ds.ae_title,
         "match": ds.match,
         "enabled": ds.enabled,
+        # the de-identification in force (null: forwarded byte for byte)
+        "deidentification": json.loads(ds.deidentification) if ds.deidentification else None,
+        # versions forwarded de-identified; versions held (burned-in identity risk)
+        "instances_deidentified": ds.deidentified,
+        "instances_held": ds.held,
         # distinct SOP instances (a re-send with other bytes is a new version of one)
         "instances_received": ds.received,
         "instances_uploaded": ds.uploaded,

@@ -9,10 +9,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 
+from edge_core.datashares import DeidentificationOption
 from edge_core.logs import escape_controls
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -134,12 +135,21 @@ def _body(args: argparse.Namespace) -> dict[str, Any]:
             body[field] = getattr(args, option)
     if args.credentials is not None:
         body["destination_credentials"] = dict(args.credentials)
+    if args.deidentify or args.deid_options or args.deid_keep or args.deid_remove:
+        # The datashare's de-identification as a whole, replacing the one it had.
+        body["deidentification"] = {
+            "profile": args.deidentify or "basic",
+            "options": args.deid_options or [],
+            "keep": args.deid_keep or [],
+            "remove": args.deid_remove or [],
+        }
     for flag, field, value in (
         ("default_ae_title", "ae_title", None),
         ("default_destination", "destination", None),
         ("any_calling_aet", "allowed_calling_aets", []),
         ("any_network", "allowed_networks", []),
         ("clear_credentials", "destination_credentials", {}),
+        ("no_deidentification", "deidentification", None),
     ):
         if getattr(args, flag, False):
             body[field] = value
@@ -259,6 +269,26 @@ def _datashare_options(sub: argparse.ArgumentParser, update: bool) -> None:
         metavar="NAME=VALUE",
         help="destination credential, e.g. access_key=... secret_key=... or token=...",
     )  # fmt: skip
+    deid = sub.add_argument_group(
+        "de-identification (given together, they replace the datashare's de-identification)"
+    )
+    deid.add_argument(
+        "--deidentify", choices=("basic",),
+        help="de-identify before forwarding with the PS3.15 Basic Profile (default: byte for byte)",
+    )  # fmt: skip
+    deid.add_argument(
+        "--deid-option", dest="deid_options", action="append", metavar="OPTION",
+        choices=get_args(DeidentificationOption),
+        help="a profile option (repeat for more): " + ", ".join(get_args(DeidentificationOption)),
+    )  # fmt: skip
+    deid.add_argument(
+        "--deid-keep", action="append", metavar="ATTRIBUTE",
+        help="keep this attribute (keyword or (gggg,eeee)) whatever the profile says",
+    )  # fmt: skip
+    deid.add_argument(
+        "--deid-remove", action="append", metavar="ATTRIBUTE",
+        help="remove this attribute whatever the profile says",
+    )  # fmt: skip
     state = sub.add_mutually_exclusive_group()
     state.add_argument("--enable", dest="enabled", action="store_const", const=True)
     state.add_argument("--disable", dest="enabled", action="store_const", const=False)
@@ -268,6 +298,9 @@ def _datashare_options(sub: argparse.ArgumentParser, update: bool) -> None:
         sub.add_argument("--any-calling-aet", action="store_true", help="allow any calling AE")
         sub.add_argument("--any-network", action="store_true", help="allow any network")
         sub.add_argument("--clear-credentials", action="store_true", help="remove credentials")
+        sub.add_argument(
+            "--no-deidentification", action="store_true", help="forward byte for byte again"
+        )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ class DatashareRow(Base):
     destination: Mapped[str | None] = mapped_column(Text)
     destination_credentials: Mapped[dict[str, str]] = mapped_column(JSON)
     enabled: Mapped[bool]
+    # None: forwarded byte for byte; else the Deidentification as a dict.
+    deidentification: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     revision: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(200))

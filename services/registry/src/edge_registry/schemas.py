@@ -3,13 +3,27 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from edge_core.datashares import DATASHARE_ID_RE, MatchMode
+from edge_core.datashares import (
+    DATASHARE_ID_RE,
+    Deidentification,
+    DeidentificationOption,
+    MatchMode,
+)
 from edge_registry import validation
 
 DESCRIPTION_MAX = 1000
+ATTRIBUTES_MAX = 200
 
 
 def _checked(check, value, kind: str):
@@ -18,6 +32,44 @@ def _checked(check, value, kind: str):
         return check(value)
     except ValueError as exc:
         raise PydanticCustomError(kind, str(exc)) from None
+
+
+class DeidentificationSpec(BaseModel):
+    """The PS3.15 Annex E profile applied before forwarding, as staff give it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: Literal["basic"] = Field(
+        "basic", description="basic: the Basic Application Level Confidentiality Profile"
+    )
+    options: list[DeidentificationOption] = Field(
+        [], description="profile options (PS3.15 Table E.1-1's columns), and allow_burned_in"
+    )
+    keep: list[str] = Field([], description="attributes kept whatever the profile says")
+    remove: list[str] = Field([], description="attributes removed whatever the profile says")
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, values: list[str]) -> list[str]:
+        return sorted(set(values))
+
+    @field_validator("keep", "remove")
+    @classmethod
+    def _attributes(cls, values: list[str]) -> list[str]:
+        if len(values) > ATTRIBUTES_MAX:
+            raise PydanticCustomError(
+                "attributes", f"at most {ATTRIBUTES_MAX} attributes may be listed"
+            )
+        return list(dict.fromkeys(_checked(validation.attribute, v, "attribute") for v in values))
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> "DeidentificationSpec":
+        both = sorted(set(self.keep) & set(self.remove))
+        if both:
+            raise PydanticCustomError(
+                "attributes", f"{', '.join(both)} cannot be both kept and removed"
+            )
+        return self
 
 
 class DatashareSpec(BaseModel):
@@ -48,6 +100,11 @@ class DatashareSpec(BaseModel):
         "{token} or {username, password} for dicomweb",
     )
     enabled: bool = True
+    deidentification: DeidentificationSpec | None = Field(
+        None,
+        description="null: forward byte for byte; or the PS3.15 Annex E profile applied "
+        "by the uploader before forwarding",
+    )
 
     @field_validator("id")
     @classmethod
@@ -126,6 +183,7 @@ class DatashareUpdate(BaseModel):
     destination: str | None = None
     destination_credentials: dict[str, SecretStr] | None = None
     enabled: bool | None = None
+    deidentification: DeidentificationSpec | None = None
 
 
 class DatashareOut(BaseModel):
@@ -139,6 +197,7 @@ class DatashareOut(BaseModel):
     # Names of the credentials set, never their values.
     destination_credentials_set: list[str]
     enabled: bool
+    deidentification: Deidentification | None
     revision: int
     created_at: datetime
     created_by: str

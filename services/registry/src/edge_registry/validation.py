@@ -9,6 +9,7 @@ import re
 from urllib.parse import urlsplit
 
 from edge_core.destination_policy import is_ip
+from edge_core.dicom_tags import parse_tag, tag_name
 
 AE_TITLE_MAX = 16
 # DICOM default repertoire (ISO-IR 6, printable ASCII); the backslash separates values.
@@ -165,3 +166,14 @@ def credentials(scheme: str | None, names: set[str]) -> None:
             f"destination_credentials for {scheme} destinations must be exactly {wanted}; "
             f"got {{{', '.join(sorted(names))}}}{_CREDENTIALS_HINT}"
         )
+
+
+def attribute(value: str) -> str:
+    """A DICOM attribute for a de-identification keep/remove list, as its keyword (or
+    ``(GGGG,EEEE)`` for one without a keyword, such as a private attribute)."""
+    tag = parse_tag(value)
+    if tag >> 16 in (0x0000, 0x0002, 0xFFFE):
+        raise ValueError(
+            f"{value!r} is a command, file meta or item tag, not an attribute of the data set"
+        )
+    return tag_name(tag)

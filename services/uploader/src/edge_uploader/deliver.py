@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +31,7 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, ValidationError
 
 from edge_core.bus import publish
+from edge_core.datashares import Deidentification
 from edge_core.events import (
     InstanceDeadLettered,
     InstanceDeadLetteredEvent,
@@ -50,9 +52,10 @@ from edge_core.objectstore import ObjectStore
 from edge_core.topology import ConsumerTuning
 from edge_uploader import retry
 from edge_uploader.config import UploaderSettings
+from edge_uploader.deidentify import Held, Pseudonyms, deidentify
 from edge_uploader.destinations import DeliveryError, Destination, Item, Outcome, failed
 from edge_uploader.routing import Router
-from edge_uploader.spool import spool
+from edge_uploader.spool import Spooled, describe, spool
 from edge_uploader.versions import Decision, Versions
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,10 @@ class Work:
     version: int
     # Its claim was the first of any version of this SOP instance (see versions.Claim).
     first_claim: bool = False
+    # The datashare's de-identification when this attempt began (None: byte for byte).
+    deidentification: tuple[Deidentification, Pseudonyms] | None = None
+    # Held by de-identification: dead-lettered at once, never sent.
+    held: bool = False
 
     def event_id(self, kind: str, attempt: int = 0) -> str:
         """The same for a repeat of the same step, so JetStream drops the repeat."""
@@ -120,6 +127,7 @@ class Uploader:
                 continue
             try:
                 destination = self.router.destination_for(work.datashare, work.attempt)
+                work.deidentification = self.router.deidentification(work.datashare)
             except DeliveryError as exc:
                 await self._settle(work, "", failed(str(exc), exc.permanent))
                 continue
@@ -258,7 +266,48 @@ class Uploader:
             await self._settle(work, url, failed(error, permanent=True))
             return None
         first = work.first_claim and work.attempt == 1
+        if work.deidentification is not None:
+            return await self._deidentified(work, url, spooled, paths, first)
         return Item(work.datashare, work.ref, spooled.path, spooled.etag, first)
+
+    async def _deidentified(
+        self, work: Work, url: str, spooled: Spooled, paths: list[Path], first: bool
+    ) -> Item | None:
+        """The de-identified copy to send instead (the buffer keeps the instance as received,
+        so a retry, or one after a change of profile, starts again from the original); None
+        once a held or unreadable instance is settled (dead-lettered)."""
+        assert work.deidentification is not None
+        config, pseudonyms = work.deidentification
+        fd, name = tempfile.mkstemp(
+            suffix=".dcm", prefix="edge-deid-", dir=self.settings.uploader_spool_dir
+        )
+        os.close(fd)
+        target = Path(name)
+        paths.append(target)
+        try:
+            result = await asyncio.to_thread(deidentify, spooled.path, target, config, pseudonyms)
+            copy = await asyncio.to_thread(describe, target)
+        except Held as exc:
+            work.held = True
+            await self._settle(work, url, failed(str(exc), permanent=True))
+            return None
+        except OSError as exc:  # local disk: worth another try
+            await self._settle(work, url, failed(f"de-identifying: {exc}", permanent=False))
+            return None
+        except Exception as exc:  # the same input fails the same way: no use retrying
+            error = f"cannot de-identify: {type(exc).__name__}: {exc}"
+            await self._settle(work, url, failed(error, permanent=True))
+            return None
+        ref = work.ref.model_copy(
+            update={
+                "study_uid": result.study_uid,
+                "series_uid": result.series_uid,
+                "sop_instance_uid": result.sop_instance_uid,
+                "size": copy.size,
+                "sha256": copy.sha256,
+            }
+        )
+        return Item(work.datashare, ref, target, copy.etag, first)
 
     async def _settle(self, work: Work, url: str, outcome: Outcome) -> None:
         try:
@@ -277,6 +326,7 @@ class Uploader:
             destination=url,
             attempts=work.attempt,
             already_present=already_present,
+            deidentified=work.deidentification is not None,
         )
         event = InstanceUploadedEvent(
             id=work.event_id("uploaded"), datashare=work.datashare, data=data
@@ -333,6 +383,7 @@ class Uploader:
             attempts=work.attempt,
             error=error,
             quarantine_key=qkey,
+            held=work.held,
         )
         await publish(
             self.js,

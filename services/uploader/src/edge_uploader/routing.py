@@ -3,9 +3,11 @@
 import threading
 
 from edge_core.datashare_table import DatashareTable
+from edge_core.datashares import Deidentification
 from edge_core.destination_policy import DestinationPolicy
 from edge_core.sitekey import PREFIX, SiteKey, SiteKeyError
 from edge_uploader.config import UploaderSettings
+from edge_uploader.deidentify import Pseudonyms
 from edge_uploader.destinations import DeliveryError, Destination
 from edge_uploader.destinations.dicomweb import open_dicomweb
 from edge_uploader.destinations.dimse import open_dimse
@@ -61,6 +63,24 @@ class Router:
                 self._open[cache_key] = open_destination(url, credentials, self.settings)
             return self._open[cache_key]
 
+    def deidentification(self, datashare_id: str) -> tuple[Deidentification, Pseudonyms] | None:
+        """The datashare's de-identification in force now and its pseudonyms, or None
+        (forwarded byte for byte). Raises :class:`DeliveryError` (retried) without a site key."""
+        datashare = self.table.get(datashare_id)
+        if datashare is None or datashare.deidentification is None:
+            return None
+        try:
+            key = self._site_key()
+        except SiteKeyError as exc:
+            raise DeliveryError(f"de-identification needs the site key: {exc}") from None
+        return datashare.deidentification, Pseudonyms(key.pseudonym_key(), datashare_id)
+
+    def _site_key(self) -> SiteKey:
+        # Read when first needed: the registry creates it at its first start.
+        if self._key is None:
+            self._key = SiteKey.of(self.settings)
+        return self._key
+
     def _decrypt(self, value: str) -> str:
         """A credential as the registry encrypted it, decrypted with the site key (read
         when first needed: the registry creates it at its first start). A value from before
@@ -68,9 +88,7 @@ class Router:
         if not value.startswith(PREFIX):
             return value
         try:
-            if self._key is None:
-                self._key = SiteKey.of(self.settings)
-            return self._key.decrypt(value)
+            return self._site_key().decrypt(value)
         except SiteKeyError as exc:
             raise DeliveryError(str(exc)) from None  # retried: fixing the key file cures it
 

@@ -28,6 +28,33 @@ def s3_etag(part_md5s: list[bytes]) -> str:
     return f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-{len(part_md5s)}"  # noqa: S324
 
 
+class _Digests:
+    """Size, SHA-256 and S3 ETag of bytes fed in chunks."""
+
+    def __init__(self) -> None:
+        self.sha, self.size = hashlib.sha256(), 0
+        self.md5s: list[bytes] = []
+        self.part, self.part_size = hashlib.md5(), 0  # noqa: S324 - the S3 ETag, not security
+
+    def update(self, chunk: bytes) -> None:
+        self.sha.update(chunk)
+        self.size += len(chunk)
+        while chunk:  # MD5 per upload part, as the ETag is computed
+            take = chunk[: PART_SIZE - self.part_size]
+            self.part.update(take)
+            self.part_size += len(take)
+            chunk = chunk[len(take) :]
+            if self.part_size == PART_SIZE:
+                self.md5s.append(self.part.digest())
+                self.part, self.part_size = hashlib.md5(), 0  # noqa: S324
+
+    def spooled(self, path: Path) -> Spooled:
+        md5s = list(self.md5s)
+        if self.part_size or not md5s:
+            md5s.append(self.part.digest())
+        return Spooled(path, self.size, self.sha.hexdigest(), s3_etag(md5s))
+
+
 def spool(store: ObjectStore, key: str, directory: Path | None) -> Spooled | None:
     """Copy ``key`` to a new local file, or None if there is no such object."""
     try:
@@ -37,28 +64,25 @@ def spool(store: ObjectStore, key: str, directory: Path | None) -> Spooled | Non
             return None
         raise
     fd, name = tempfile.mkstemp(suffix=".dcm", prefix="edge-uploader-", dir=directory)
-    sha, size, md5s = hashlib.sha256(), 0, []
-    part, part_size = hashlib.md5(), 0  # noqa: S324 - the S3 ETag, not a security digest
+    digests = _Digests()
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in resp.stream(1024 * 1024):
                 out.write(chunk)
-                sha.update(chunk)
-                size += len(chunk)
-                while chunk:  # MD5 per upload part, as the ETag is computed
-                    take = chunk[: PART_SIZE - part_size]
-                    part.update(take)
-                    part_size += len(take)
-                    chunk = chunk[len(take) :]
-                    if part_size == PART_SIZE:
-                        md5s.append(part.digest())
-                        part, part_size = hashlib.md5(), 0  # noqa: S324
+                digests.update(chunk)
     except BaseException:
         os.unlink(name)
         raise
     finally:
         resp.close()
         resp.release_conn()
-    if part_size or not md5s:
-        md5s.append(part.digest())
-    return Spooled(Path(name), size, sha.hexdigest(), s3_etag(md5s))
+    return digests.spooled(Path(name))
+
+
+def describe(path: Path) -> Spooled:
+    """A local file (one the uploader made, such as a de-identified copy) as if spooled."""
+    digests = _Digests()
+    with path.open("rb") as file:
+        while chunk := file.read(1024 * 1024):
+            digests.update(chunk)
+    return digests.spooled(path)
