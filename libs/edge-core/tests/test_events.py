@@ -71,6 +71,17 @@ SAMPLES = [
     ev.InstanceSupersededEvent(
         datashare="DS1", data=ev.InstanceSuperseded(**REF, stream_seq=3, newer_stream_seq=7)
     ),
+    ev.BufferOrphanRemovedEvent(
+        datashare="DS1",
+        data=ev.BufferOrphanRemoved(
+            key=REF["key"], size=1234, last_modified=datetime(2026, 1, 1, tzinfo=UTC)
+        ),
+    ),
+    ev.ReceiverHeartbeatEvent(
+        data=ev.ReceiverHeartbeat(
+            receiver="receiver-h-1-ab", started_at=datetime(2026, 1, 1, tzinfo=UTC), lease_s=15
+        )
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ from edge_core.datashares import Datashare, Deidentification
 from edge_core.keys import buffer_key, quarantine_key
 from edge_monitor import db, projections
 from edge_monitor import models as m
+from edge_monitor.backlog import Backlog, ConsumerLag
 from edge_monitor.config import MonitorSettings
 from edge_monitor.status import status
 
@@ -45,7 +46,10 @@ DEST = {"destination": "s3://dest"}
 STORY: list[ev.Event] = [
     ev.DatashareCreatedEvent(datashare=DS, time=at(0), data=ev.DatashareChanged(
         datashare=Datashare(id=DS, ae_title=DS, description="first"))),
-    ev.AssociationOpenedEvent(datashare=DS, time=at(1), data=ev.AssociationOpened(**assoc("a1"))),
+    ev.ReceiverHeartbeatEvent(time=at(0.5), data=ev.ReceiverHeartbeat(
+        receiver="r1", started_at=at(0), lease_s=15)),
+    ev.AssociationOpenedEvent(datashare=DS, time=at(1), data=ev.AssociationOpened(
+        **assoc("a1"), receiver="r1")),
     ev.InstanceStoredEvent(datashare=DS, time=at(2), data=ev.InstanceStored(
         **V1, association_id="a1")),
     ev.InstanceStoredEvent(datashare=DS, time=at(3), data=ev.InstanceStored(
@@ -75,6 +79,13 @@ STORY: list[ev.Event] = [
     ev.DatashareUpdatedEvent(datashare=DS, time=at(12), data=ev.DatashareChanged(
         datashare=Datashare(id=DS, ae_title=DS, description="second",
                             deidentification=Deidentification(options=["allow_burned_in"])))),
+    # r1 is killed with a3 open: no heartbeat after 12.6, no end of a3
+    ev.AssociationOpenedEvent(datashare=DS, time=at(12.5), data=ev.AssociationOpened(
+        **assoc("a3"), receiver="r1")),
+    ev.ReceiverHeartbeatEvent(time=at(12.6), data=ev.ReceiverHeartbeat(
+        receiver="r1", started_at=at(0), lease_s=15)),
+    ev.BufferOrphanRemovedEvent(datashare=DS, time=at(13), data=ev.BufferOrphanRemoved(
+        key=V1["key"].replace("aaaa", "dddd"), size=500, last_modified=at(2))),
 ]  # fmt: skip
 
 
@@ -111,7 +122,17 @@ def test_the_story_in_order(engine):
         2, 2, 0)  # fmt: skip
     assert (ds["instances_replaced"], ds["versions_received"]) == (1, 3)
     assert ds["bytes_received"] == ds["bytes_uploaded"] == 4000  # Y and X's newest version
-    assert ds["description"] == "second" and ds["associations_total"] == 2
+    assert ds["description"] == "second" and ds["associations_total"] == 3
+    # a2 (its instance.stored only) names no receiver: still active; r1 left a3 active
+    assert [a["association_id"] for a in ds["associations"]["active"]] == ["a2"]
+    ghost = ds["associations"]["recent"][0]
+    assert (ghost["association_id"], ghost["state"], ghost["ended_at"]) == (
+        "a3",
+        "aborted",
+        at(12.6),
+    )
+    assert ghost["reason"].startswith("receiver stopped")
+    assert (ds["orphans_removed"], ds["orphan_bytes_removed"]) == (1, 500)
     assert ds["deidentification"] == {
         "profile": "basic",
         "options": ["allow_burned_in"],
@@ -176,7 +197,14 @@ PAIRS = {
             **V2, association_id="a1", new_version=True)),
     ],
     # the datashare's older description folded after the newer one does not win
-    "created after updated": [STORY[0], STORY[-1]],
+    "created after updated": [STORY[0], STORY[-4]],
+    # an older heartbeat folded after a newer one does not shorten the lease
+    "heartbeats": [
+        ev.ReceiverHeartbeatEvent(time=at(1), data=ev.ReceiverHeartbeat(
+            receiver="r1", started_at=at(0), lease_s=15)),
+        ev.ReceiverHeartbeatEvent(time=at(3590), data=ev.ReceiverHeartbeat(
+            receiver="r1", started_at=at(0), lease_s=15)),
+    ],
 }  # fmt: skip
 
 
@@ -214,3 +242,45 @@ def test_a_superseded_version_is_resolved_in_any_order(engine):
         assert session.get(m.Instance, V1["key"]).state == "superseded"
     for order in ([2, 0, 1, 3], [2, 3, 1, 0], [3, 2, 1, 0], [1, 3, 2, 0]):
         assert differences(fold_in_order(engine, order, events), in_order) == [], order
+
+
+def test_only_the_associations_of_a_receiver_whose_lease_expired_show_aborted(engine):
+    """Two receivers: r1 stopped sending heartbeats long ago, r2's are current (at 3600)."""
+
+    def beat(receiver: str, t: float) -> ev.Event:
+        return ev.ReceiverHeartbeatEvent(time=at(t), data=ev.ReceiverHeartbeat(
+            receiver=receiver, started_at=at(0), lease_s=15))  # fmt: skip
+
+    def opened(assoc_id: str, receiver: str) -> ev.Event:
+        return ev.AssociationOpenedEvent(datashare=DS, time=at(2), data=ev.AssociationOpened(
+            **assoc(assoc_id), receiver=receiver))  # fmt: skip
+
+    events = [beat("r1", 1), beat("r2", 1), opened("b1", "r1"), opened("b2", "r2"),
+              beat("r2", 3590)]  # fmt: skip
+    in_order = fold_in_order(engine, list(range(len(events))), events)
+    [ds] = in_order["datashares"]
+    assert ds["associations_active"] == 1
+    assert [a["association_id"] for a in ds["associations"]["active"]] == ["b2"]
+    [b1] = ds["associations"]["recent"]
+    assert (b1["association_id"], b1["state"], b1["receiver"]) == ("b1", "aborted", "r1")
+    assert {r["receiver"]: r["alive"] for r in in_order["receivers"]} == {"r1": False, "r2": True}
+    for order in ([4, 3, 2, 1, 0], [2, 4, 0, 3, 1], [3, 2, 4, 1, 0]):
+        assert differences(fold_in_order(engine, order, events), in_order) == [], order
+
+
+def test_a_monitor_catching_up_judges_leases_by_the_events_it_has_folded(engine):
+    """Events still to fold may hold r1's next heartbeats: while the monitor is behind, r1's
+    lease is judged against the newest event folded, not the clock."""
+    events = [
+        ev.ReceiverHeartbeatEvent(time=at(1), data=ev.ReceiverHeartbeat(
+            receiver="r1", started_at=at(0), lease_s=15)),
+        ev.AssociationOpenedEvent(datashare=DS, time=at(2), data=ev.AssociationOpened(
+            **assoc("c1"), receiver="r1")),
+    ]  # fmt: skip
+    fold_in_order(engine, [0, 1], events)
+    behind = Backlog(consumers={"monitor": ConsumerLag(pending=500, ack_pending=0, redelivered=0)})
+    with db.reader(engine)() as session:
+        [ds] = status(session, MonitorSettings(), at(3600), behind)["datashares"]
+        assert ds["associations_active"] == 1
+        [ds] = status(session, MonitorSettings(), at(3600))["datashares"]  # caught up
+        assert ds["associations_active"] == 0

@@ -147,6 +147,27 @@ class BufferUsage(BaseModel):
     refusing: bool
 
 
+class BufferOrphanRemoved(BaseModel):
+    """An object in the buffer that no ``instance.stored`` event names (its C-STORE was refused
+    after the buffer write, e.g. the event was not acknowledged) was removed after the grace
+    period: nothing will ever deliver it, and the PACS was told to send it again."""
+
+    key: str
+    size: int
+    last_modified: AwareDatetime  # when it was written
+    reconciler: str = ""  # which uploader process removed it
+
+
+class ReceiverHeartbeat(BaseModel):
+    """A receiver process is alive. Its associations carry its name (``receiver`` of
+    ``association.opened``); when no heartbeat comes for ``lease_s`` the process is taken as
+    gone (killed, its host down) and its associations that never ended as aborted."""
+
+    receiver: str  # unique per process: host, pid and a random part
+    started_at: AwareDatetime
+    lease_s: float
+
+
 class DatashareChanged(BaseModel):
     datashare: Datashare
     actor: str = ""
@@ -237,6 +258,16 @@ class BufferUsageEvent(_Envelope):
     data: BufferUsage
 
 
+class BufferOrphanRemovedEvent(_Envelope):
+    type: Literal["buffer.orphan_removed"] = "buffer.orphan_removed"
+    data: BufferOrphanRemoved
+
+
+class ReceiverHeartbeatEvent(_Envelope):
+    type: Literal["receiver.heartbeat"] = "receiver.heartbeat"
+    data: ReceiverHeartbeat
+
+
 class DatashareCreatedEvent(_Envelope):
     type: Literal["datashare.created"] = "datashare.created"
     data: DatashareChanged
@@ -265,6 +296,8 @@ Event = Annotated[
     | InstanceDeadLetteredEvent
     | InstanceRetryRequestedEvent
     | BufferUsageEvent
+    | BufferOrphanRemovedEvent
+    | ReceiverHeartbeatEvent
     | DatashareCreatedEvent
     | DatashareUpdatedEvent
     | DatashareDeletedEvent,

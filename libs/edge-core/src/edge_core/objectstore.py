@@ -4,6 +4,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import BinaryIO
 
 import urllib3
@@ -20,6 +21,7 @@ PART_SIZE = 16 * 1024 * 1024
 class StoredObject:
     key: str
     size: int
+    modified: datetime | None = None  # when it was last written (the store's clock)
 
 
 def make_client(
@@ -114,6 +116,15 @@ class ObjectStore:
             resp.release_conn()
         return size, digest.hexdigest()
 
+    def modified_of(self, key: str) -> datetime | None:
+        """When the object was last written, or None if there is no such object."""
+        try:
+            return self.client.stat_object(self.bucket, key).last_modified
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return None
+            raise
+
     def size_of(self, key: str) -> int | None:
         """The object's size, or None if there is no such object."""
         try:
@@ -139,7 +150,7 @@ class ObjectStore:
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         for obj in self.client.list_objects(self.bucket, prefix=prefix or None, recursive=True):
             if obj.object_name is not None and not obj.is_dir:
-                yield StoredObject(obj.object_name, obj.size or 0)
+                yield StoredObject(obj.object_name, obj.size or 0, obj.last_modified)
 
     def usage(self, prefix: str = "") -> tuple[int, int]:
         """(objects, bytes) under ``prefix``: a full listing, so call it rarely."""

@@ -95,7 +95,9 @@ def get_datashare_status(
         if datashare is None or datashare.deleted:
             raise HTTPException(404, f"no datashare {datashare_id!r}")
         buffer = session.get(models.Buffer, 1)
-        doc = status.datashare_status(session, datashare, monitor.settings, utcnow(), buffer)
+        doc = status.datashare_status(
+            session, datashare, monitor.settings, utcnow(), buffer, backlog=monitor.backlog
+        )
     return schemas.DatashareStatus.model_validate(doc)
 
 

@@ -1,6 +1,7 @@
 """``/metrics``: a Prometheus collector that reads the projections at every scrape, so the
 numbers are exactly the status API's (and survive restarts, unlike in-process counters)."""
 
+from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -8,8 +9,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edge_core.events import utcnow
 from edge_monitor import models
 from edge_monitor.backlog import Backlog
+from edge_monitor.status import gone_receivers, lease_clock
 
 # (metric name, kind, help, the datashare columns whose sum it is)
 _PER_DATASHARE = [
@@ -35,6 +38,9 @@ _PER_DATASHARE = [
     ("edge_associations", "counter", "Associations accepted", ["associations_total"]),
     ("edge_associations_rejected", "counter", "Rejected associations that named this datashare",
      ["associations_rejected"]),
+    ("edge_buffer_orphans_removed", "counter",
+     "Buffer objects no instance.stored named (refused after the write), removed",
+     ["orphans_removed"]),
 ]  # fmt: skip
 
 
@@ -48,14 +54,16 @@ class ProjectionCollector(Collector):
             datashares = session.scalars(
                 select(models.Datashare).where(models.Datashare.deleted.is_(False))
             ).all()
-            active = {
-                ds: count
-                for ds, count in session.execute(
-                    select(models.Association.datashare, func.count())
-                    .where(models.Association.state == "active")
-                    .group_by(models.Association.datashare)
-                )
-            }
+            clock = lease_clock(session, utcnow(), self.backlog)
+            gone = gone_receivers(session.scalars(select(models.Receiver)).all(), clock)
+            active: Counter[str] = Counter()
+            for ds, receiver, count in session.execute(
+                select(models.Association.datashare, models.Association.receiver, func.count())
+                .where(models.Association.state == "active")
+                .group_by(models.Association.datashare, models.Association.receiver)
+            ):
+                if receiver not in gone:
+                    active[ds] += count
             rejections = session.scalars(select(models.RejectionTotal)).all()
             buffer = session.get(models.Buffer, 1)
 

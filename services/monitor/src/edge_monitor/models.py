@@ -5,7 +5,17 @@ status API reads a handful of rows whatever the number of instances."""
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -41,6 +51,9 @@ class Position(Base):
     # Which stream the sequence counts in (name and creation time): a stream created anew
     # (JetStream state lost) starts again at 1.
     stream: Mapped[str] = mapped_column(Text, default="")
+    # The newest event time folded: while the monitor catches up, receivers' leases are
+    # judged against it rather than the clock (see status.lease_clock).
+    latest_at: Mapped[datetime | None]
 
 
 class Applied(Base):
@@ -92,6 +105,10 @@ class Datashare(Base):
     last_refused_reason: Mapped[str] = mapped_column(String(32), default="")
     last_refused_at: Mapped[datetime | None]
     last_buffer_full_at: Mapped[datetime | None]
+    # Buffer objects that no instance.stored named (refused after the write), removed.
+    orphans_removed: Mapped[int] = mapped_column(default=0)
+    orphan_bytes_removed: Mapped[int] = mapped_column(default=0)
+    last_orphan_removed_at: Mapped[datetime | None]
 
     associations_total: Mapped[int] = mapped_column(default=0)
     associations_rejected: Mapped[int] = mapped_column(default=0)
@@ -188,6 +205,9 @@ class Association(Base):
     bytes: Mapped[int] = mapped_column(default=0)
     failures: Mapped[int] = mapped_column(default=0)
     reason: Mapped[str] = mapped_column(Text, default="")
+    # The receiver process that accepted it (its association.opened; "" before receivers had
+    # names): one left "active" whose receiver's lease expired is shown aborted.
+    receiver: Mapped[str] = mapped_column(String(255), default="")
     # As counted by the receiver when it ended (instances etc. above: its events folded).
     reported_instances: Mapped[int] = mapped_column(default=0)
     reported_bytes: Mapped[int] = mapped_column(default=0)
@@ -197,6 +217,16 @@ class Association(Base):
         Index("ix_monitor_associations_state", "datashare", "state"),
         Index("ix_monitor_associations_ended", "datashare", "ended_at"),
     )
+
+
+class Receiver(Base):
+    """A receiver process, alive while its heartbeats come (``receiver.heartbeat``)."""
+
+    __tablename__ = "monitor_receivers"
+    receiver: Mapped[str] = mapped_column(String(255), primary_key=True)
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]  # the latest heartbeat's time
+    lease_s: Mapped[float] = mapped_column(Float)  # of the latest heartbeat
 
 
 class Rejection(Base):

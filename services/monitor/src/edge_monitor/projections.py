@@ -68,6 +68,8 @@ def apply(session: Session, event: events.Event, seq: int) -> bool:
     handler = _HANDLERS.get(event.type)
     if handler is not None:
         handler(session, event, seq)
+    position = _position(session)
+    position.latest_at = _later(position.latest_at, event.time)
     _applied(session).add(seq)
     return True
 
@@ -111,7 +113,7 @@ def reset(session: Session) -> None:
             session.execute(table.delete())
     row = _get(session, models.Position, POSITION)
     if row is not None:
-        row.seq = 0
+        row.seq, row.latest_at = 0, None
     session.info.pop("rows", None)
     session.info.pop("applied", None)
     session.flush()
@@ -413,6 +415,7 @@ def on_association_opened(session: Session, event: events.AssociationOpenedEvent
     row = _association(session, _ds_id(event), event.data.association_id, event.time)
     _describe(row, event.data)
     row.started_at = event.time
+    row.receiver = event.data.receiver
 
 
 def on_association_ended(
@@ -612,6 +615,32 @@ def on_buffer_usage(session: Session, event: events.BufferUsageEvent, seq: int) 
     row.quota_bytes, row.refusing, row.at = data.quota_bytes, data.refusing, event.time
 
 
+def on_orphan_removed(session: Session, event: events.BufferOrphanRemovedEvent, seq: int) -> None:
+    if event.datashare is None:  # not a key the receiver wrote: nothing to count it under
+        return
+    ds = _datashare(session, event.datashare, event.time)
+    ds.orphans_removed += 1
+    ds.orphan_bytes_removed += event.data.size
+    ds.last_orphan_removed_at = _later(ds.last_orphan_removed_at, event.time)
+
+
+def on_receiver_heartbeat(session: Session, event: events.ReceiverHeartbeatEvent, seq: int) -> None:
+    """The receiver's lease: its latest heartbeat (whether it has expired is read at status
+    time: see ``status.lease_clock``)."""
+    data = event.data
+    row = _get(session, models.Receiver, data.receiver)
+    if row is None:
+        row = models.Receiver(
+            receiver=data.receiver,
+            started_at=data.started_at,
+            last_seen=event.time,
+            lease_s=data.lease_s,
+        )
+        _add(session, row)
+    elif event.time > row.last_seen:
+        row.last_seen, row.lease_s = event.time, data.lease_s
+
+
 _HANDLERS: dict[str, Callable[[Session, Any, int], None]] = {
     "datashare.created": on_datashare_changed,
     "datashare.updated": on_datashare_changed,
@@ -628,4 +657,6 @@ _HANDLERS: dict[str, Callable[[Session, Any, int], None]] = {
     "instance.dead_lettered": on_instance_dead_lettered,
     "instance.retry_requested": on_retry_requested,
     "buffer.usage": on_buffer_usage,
+    "buffer.orphan_removed": on_orphan_removed,
+    "receiver.heartbeat": on_receiver_heartbeat,
 }

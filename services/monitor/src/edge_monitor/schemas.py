@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge_core.datashares import Deidentification
+
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -43,11 +45,14 @@ class Association(_Out):
     bytes: int
     failures: int
     reason: str
+    receiver: str = Field(description="the receiver process that accepted it")
 
 
 class Associations(_Out):
     active: list[Association]
-    recent: list[Association] = Field(description="the latest completed or aborted ones")
+    recent: list[Association] = Field(
+        description="the latest completed or aborted ones (those of a receiver gone: aborted)"
+    )
 
 
 class Study(_Out):
@@ -66,6 +71,11 @@ class DatashareStatus(_Out):
     ae_title: str
     match: str
     enabled: bool
+    deidentification: Deidentification | None = Field(
+        description="the de-identification in force (null: forwarded byte for byte)"
+    )
+    instances_deidentified: int = Field(description="versions forwarded de-identified")
+    instances_held: int = Field(description="versions held (identity possibly burned in)")
     instances_received: int = Field(description="distinct SOP instances")
     instances_uploaded: int
     instances_replaced: int = Field(description="SOP instances received in more than one version")
@@ -95,6 +105,11 @@ class DatashareStatus(_Out):
     last_activity: datetime | None
     last_error: str
     last_failure_at: datetime | None
+    orphans_removed: int = Field(
+        description="objects refused after the buffer write, that no event named: removed"
+    )
+    orphan_bytes_removed: int
+    last_orphan_removed_at: datetime | None
     health: Health
 
 
@@ -133,6 +148,15 @@ class Buffer(_Out):
     reported_at: datetime | None
 
 
+class ReceiverStatus(_Out):
+    """A receiver process, alive while its heartbeats come."""
+
+    receiver: str
+    started_at: datetime
+    last_seen: datetime = Field(description="its latest heartbeat")
+    alive: bool
+
+
 class ConsumerLag(_Out):
     """A JetStream consumer's backlog (null until first read)."""
 
@@ -151,6 +175,7 @@ class Status(_Out):
     datashares: list[DatashareStatus]
     rejections: list[Rejection]
     buffer: Buffer
+    receivers: list[ReceiverStatus] = Field(description="those alive, and those gone lately")
     dead_letters: int
     uploader: ConsumerLag
     monitor: MonitorLag

@@ -17,14 +17,24 @@ from edge_monitor.config import MonitorSettings
 from edge_monitor.projections import POSITION
 
 MB = 1_000_000
+# What an association left active by a receiver whose lease expired is shown with.
+RECEIVER_GONE = "receiver stopped (no heartbeat since {:%Y-%m-%d %H:%M:%S} UTC)"
+# Receivers listed in the status: those alive, and those gone within this time.
+RECEIVERS_LISTED_S = 24 * 3600
+# Orphans removed from the buffer within this time are a problem to look at.
+ORPHANS_NOTICE_S = 24 * 3600
 
 
 def status(
     session: Session, settings: MonitorSettings, now: datetime, backlog: Backlog | None = None
 ) -> dict[str, Any]:
     buffer = session.get(models.Buffer, 1)
+    receivers = session.scalars(
+        select(models.Receiver).order_by(models.Receiver.started_at, models.Receiver.receiver)
+    ).all()
+    gone = gone_receivers(receivers, lease_clock(session, now, backlog))
     datashares = [
-        datashare_status(session, ds, settings, now, buffer)
+        datashare_status(session, ds, settings, now, buffer, gone)
         for ds in session.scalars(
             select(models.Datashare)
             .where(models.Datashare.deleted.is_(False))
@@ -42,6 +52,7 @@ def status(
         "datashares": datashares,
         "rejections": rejected,
         "buffer": buffer_status(buffer),
+        "receivers": receivers_status(receivers, gone, now),
         "dead_letters": sum(d["instances_dead_lettered"] for d in datashares),
         "uploader": _lag(backlog, UPLOADER_CONSUMER),
         "monitor": {"position": position.seq if position else 0, **_lag(backlog, MONITOR_CONSUMER)},
@@ -55,6 +66,43 @@ def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
     if lag is None:
         return {"backlog": None, "pending": None, "ack_pending": None, "redelivered": None}
     return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
+
+
+def lease_clock(session: Session, now: datetime, backlog: Backlog | None) -> datetime:
+    """What receivers' leases are judged against: the clock; but while the monitor has events
+    still to fold (their heartbeats may be among them), the newest event time it has folded,
+    so that catching up on a backlog does not show live receivers' associations aborted."""
+    lag = backlog.consumers.get(MONITOR_CONSUMER) if backlog else None
+    position = session.get(models.Position, POSITION)
+    if lag is None or lag.pending + lag.ack_pending == 0 or position is None:
+        return now
+    return min(now, position.latest_at or now)
+
+
+def gone_receivers(receivers: Sequence[models.Receiver], clock: datetime) -> dict[str, datetime]:
+    """Receiver processes whose lease expired (killed, or their host down), with their last
+    heartbeat: the associations they left active are shown aborted."""
+    return {
+        r.receiver: r.last_seen
+        for r in receivers
+        if clock > r.last_seen + timedelta(seconds=r.lease_s)
+    }
+
+
+def receivers_status(
+    receivers: Sequence[models.Receiver], gone: dict[str, datetime], now: datetime
+) -> list[dict[str, Any]]:
+    """Those alive, and those gone lately."""
+    return [
+        {
+            "receiver": r.receiver,
+            "started_at": r.started_at,
+            "last_seen": r.last_seen,
+            "alive": r.receiver not in gone,
+        }
+        for r in receivers
+        if (now - r.last_seen).total_seconds() < RECEIVERS_LISTED_S
+    ]
 
 
 def buffer_status(buffer: models.Buffer | None) -> dict[str, Any]:
@@ -79,8 +127,13 @@ def datashare_status(
     settings: MonitorSettings,
     now: datetime,
     buffer: models.Buffer | None,
+    gone: dict[str, datetime] | None = None,
+    backlog: Backlog | None = None,
 ) -> dict[str, Any]:
-    active, recent = _associations(session, ds.id, settings.monitor_recent_associations)
+    if gone is None:
+        clock = lease_clock(session, now, backlog)
+        gone = gone_receivers(session.scalars(select(models.Receiver)).all(), clock)
+    active, recent = _associations(session, ds.id, settings.monitor_recent_associations, gone)
     refusals = session.scalars(
         select(models.Refusal).where(models.Refusal.datashare == ds.id)
     ).all()
@@ -118,10 +171,7 @@ def datashare_status(
         "associations_active": len(active),
         "associations_total": ds.associations_total,
         "associations_rejected": ds.associations_rejected,
-        "associations": {
-            "active": [_association(a) for a in active],
-            "recent": [_association(a) for a in recent],
-        },
+        "associations": {"active": active, "recent": recent},
         "studies_total": ds.studies,
         "studies_quiet_after_s": settings.monitor_quiet_after_s,
         "studies": _studies(session, ds.id, settings, now),
@@ -131,6 +181,10 @@ def datashare_status(
         "last_activity": ds.last_activity,
         "last_error": ds.last_error,
         "last_failure_at": ds.last_failure_at,
+        # objects refused after the buffer write, that no event named: removed by the uploader
+        "orphans_removed": ds.orphans_removed,
+        "orphan_bytes_removed": ds.orphan_bytes_removed,
+        "last_orphan_removed_at": ds.last_orphan_removed_at,
     }
     verdict, reason = health(ds, doc, _oldest_waiting(session, ds.id), buffer, settings, now)
     doc["health"] = {"verdict": verdict, "reason": reason}
@@ -138,20 +192,26 @@ def datashare_status(
 
 
 def _associations(
-    session: Session, ds_id: str, recent_listed: int
-) -> tuple[Sequence[models.Association], Sequence[models.Association]]:
-    """The datashare's open associations (oldest first) and its latest ended ones."""
-    active = session.scalars(
+    session: Session, ds_id: str, recent_listed: int, gone: dict[str, datetime]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The datashare's open associations (oldest first) and its latest ended ones, those
+    that a receiver now gone left open among them (ended when it did)."""
+    still_open = session.scalars(
         select(models.Association)
         .where(models.Association.datashare == ds_id, models.Association.state == "active")
         .order_by(models.Association.started_at)
     ).all()
-    recent = session.scalars(
+    active = [_association(a) for a in still_open if a.receiver not in gone]
+    ghosts = [_ghost(a, gone[a.receiver]) for a in still_open if a.receiver in gone]
+    ended = session.scalars(
         select(models.Association)
         .where(models.Association.datashare == ds_id, models.Association.ended_at.is_not(None))
         .order_by(models.Association.ended_at.desc())
         .limit(recent_listed)
     ).all()
+    recent = sorted(
+        [*ghosts, *map(_association, ended)], key=lambda a: a["ended_at"], reverse=True
+    )[:recent_listed]
     return active, recent
 
 
@@ -227,6 +287,16 @@ def _association(a: models.Association) -> dict[str, Any]:
         "bytes": max(a.bytes, a.reported_bytes),
         "failures": max(a.failures, a.reported_failures),
         "reason": a.reason,
+        "receiver": a.receiver,
+    }
+
+
+def _ghost(a: models.Association, last_seen: datetime) -> dict[str, Any]:
+    """An association its receiver left active: it ended when the receiver did."""
+    return _association(a) | {
+        "state": "aborted",
+        "ended_at": last_seen,
+        "reason": RECEIVER_GONE.format(last_seen),
     }
 
 
@@ -457,6 +527,14 @@ def problems(doc: dict[str, Any]) -> list[str]:
         f"{r['explanation']} ({r['count']} time(s), last at {r['last_seen']:%Y-%m-%d %H:%M:%S} UTC)"
         + (f" {r['suggestion']['text']}" if r["suggestion"] else "")
         for r in doc["rejections"]
+    ]
+    found += [
+        f"Datashare '{d['id']}': {d['orphans_removed']} instance(s) refused after the buffer"
+        f" write (the event bus did not acknowledge them) were removed from the buffer, the"
+        f" last at {d['last_orphan_removed_at']:%Y-%m-%d %H:%M:%S} UTC."
+        for d in doc["datashares"]
+        if d["last_orphan_removed_at"] is not None
+        and (doc["generated_at"] - d["last_orphan_removed_at"]).total_seconds() < ORPHANS_NOTICE_S
     ]
     fraction = doc["buffer"]["used_fraction"]
     if fraction is not None and fraction >= 0.8 and not doc["buffer"]["refusing"]:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from pydantic import Field
+
 from edge_core.settings import EdgeSettings
 
 
@@ -43,6 +45,10 @@ class ReceiverSettings(EdgeSettings):
     receiver_publish_timeout_s: float = 5.0
     # Where incoming datasets are spooled before upload (default: <data_dir>/spool).
     receiver_spool_dir: Path | None = None
+
+    # How often this process says it is alive (receiver.heartbeat). The monitor takes it as
+    # gone after three intervals without one, and its associations that never ended as aborted.
+    receiver_heartbeat_s: float = Field(default=5.0, gt=0)
 
     # Buffer quota in bytes (default: 80% of the free disk of data_dir when the receiver starts).
     buffer_quota_bytes: int | None = None

@@ -5,7 +5,6 @@ portal), the buffer, the quota, and the hardened pynetdicom server with its hand
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -41,6 +40,7 @@ from edge_receiver.associations import (
 )
 from edge_receiver.bridge import Bus
 from edge_receiver.config import ReceiverSettings
+from edge_receiver.heartbeat import heartbeat, receiver_name
 from edge_receiver.quota import BufferQuota, default_quota, watch_buffer
 from edge_receiver.server import EdgeServer, make_ae, start_server
 from edge_receiver.spool import guard_association, release_spools
@@ -144,7 +144,7 @@ def _handlers(
 def start(settings: ReceiverSettings) -> Receiver:
     """Start the receiver; returns once it is listening with the datashare table loaded.
     If any step fails, what the earlier ones started is stopped again."""
-    name = f"receiver-{socket.gethostname()}-{os.getpid()}"
+    name = receiver_name()
     _spool_on_disk(settings.spool_dir)
     store = ObjectStore.buffer(settings)
     until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)()
@@ -159,6 +159,9 @@ def start(settings: ReceiverSettings) -> Receiver:
         publisher = Bus(portal, nc, js, settings.receiver_publish_timeout_s)
         digests = portal.start_task_soon(open_digests, js, settings.events_replicas).result(30)
 
+        # Started first: its association.opened events name this receiver, and the monitor
+        # keeps an association open only while the receiver's lease lasts.
+        _background(portal, partial(heartbeat, js, name, settings.receiver_heartbeat_s))
         quota = _watch_buffer(portal, store, settings, publisher)
         table = DatashareTable()
         _background(portal, partial(table.follow, js))

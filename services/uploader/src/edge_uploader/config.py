@@ -31,3 +31,9 @@ class UploaderSettings(EdgeSettings):
     uploader_timeout_s: float = Field(default=120.0, gt=0)
     # Local scratch space for the object being forwarded (default: the system temp dir).
     uploader_spool_dir: Path | None = None
+
+    # Objects in the buffer that no instance.stored event names (their C-STORE was refused
+    # after the buffer write) are removed once this old: far longer than any store in flight.
+    uploader_orphan_grace_s: float = Field(default=600.0, gt=0)
+    # How often the buffer is checked for them (and once at start-up).
+    uploader_orphan_check_s: float = Field(default=300.0, gt=0)

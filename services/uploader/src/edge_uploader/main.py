@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 
 from edge_core.bus import close, connect_when_ready
@@ -16,6 +17,7 @@ from edge_core.topology import VERSIONS_BUCKET
 from edge_uploader.config import UploaderSettings
 from edge_uploader.consumer import consume
 from edge_uploader.deliver import Uploader
+from edge_uploader.orphans import Reconciler, reconcile_forever
 from edge_uploader.routing import Router
 from edge_uploader.versions import Versions
 
@@ -31,6 +33,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
     nc, js = await connect_when_ready(settings, "edge-uploader")
     table = DatashareTable()
     follow = asyncio.create_task(table.follow(js))
+    background = [follow]
     router = Router(table, settings)
     try:
         buffer = ObjectStore.buffer(settings, timeout_s=settings.uploader_timeout_s)
@@ -51,13 +54,26 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
         )
         versions = Versions(await js.key_value(VERSIONS_BUCKET))
         uploader = Uploader(js, buffer, router, settings, versions)
+        reconciler = Reconciler(
+            js,
+            buffer,
+            settings.events_stream,
+            grace_s=settings.uploader_orphan_grace_s,
+            duplicate_window_s=settings.events_duplicate_window_s,
+            max_age_s=settings.events_max_age_s,
+            name=f"uploader-{socket.gethostname()}-{os.getpid()}",
+        )
+        background.append(
+            asyncio.create_task(reconcile_forever(reconciler, settings.uploader_orphan_check_s))
+        )
         await consume(
             js, settings.events_stream, settings.uploader_concurrency, uploader.handle, stop
         )
     finally:
-        follow.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follow
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await asyncio.to_thread(router.close)
         await close(nc)
         log.info("uploader stopped")
