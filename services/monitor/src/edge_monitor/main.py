@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -50,7 +49,7 @@ def build_app(settings: MonitorSettings) -> FastAPI:
     db.migrate(engine)
     monitor = Monitor(settings, db.reader(engine))
 
-    @asynccontextmanager
+    @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         events = asyncio.create_task(follow_events(settings, monitor, db.writer(engine)))
         try:

@@ -203,7 +203,10 @@ def _drop_if_already_delivered(deps: StoreDeps, key: str, ack: PubAck) -> None:
     collect: remove it once the original is acknowledged. Checked in the background, so
     a re-send is answered without waiting, and again for a while, because the uploader
     deletes the object a moment before it acknowledges the message."""
-    deps.portal.start_task_soon(_drop_once_delivered, deps, key, ack.stream, ack.seq)
+    try:
+        deps.portal.start_task_soon(_drop_once_delivered, deps, key, ack.stream, ack.seq)
+    except RuntimeError:  # the receiver is stopping: the instance is safe, at worst a stray copy
+        log.info("re-sent %s not checked: the receiver is stopping", key)
 
 
 async def _drop_once_delivered(deps: StoreDeps, key: str, stream: str, seq: int) -> None:
