@@ -31,7 +31,9 @@ def _stream_identity(stack) -> tuple:
     on the same data, new if NATS started afresh."""
 
     async def identity() -> tuple:
-        nc = await nats_client.connect(f"nats://127.0.0.1:{stack.nats_port}")
+        nc = await nats_client.connect(
+            f"nats://127.0.0.1:{stack.nats_port}", **stack.nats_credentials()
+        )
         try:
             info = await nc.jetstream().stream_info(
                 EdgeSettings.model_fields["events_stream"].default

@@ -189,7 +189,6 @@ def _every_port(stack) -> list[int]:
         stack.registry_port,
         stack.monitor_port,
         stack.nats_port,
-        stack.nats_port + 1,  # NATS monitoring
         *range(stack.s3_port, stack.s3_port + 1 + S3_EXTRA_PORTS),
     ]
 

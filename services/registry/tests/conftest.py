@@ -108,6 +108,21 @@ def registry(nats: NatsServer, database_url: str, tmp_path: Path) -> Iterator[Ru
     running.stop()
 
 
+@pytest.fixture
+def make_registry(nats: NatsServer, database_url: str, tmp_path: Path):
+    """Start a registry with some settings changed (stopped at the end of the test)."""
+    started: list[RunningRegistry] = []
+
+    def make(**overrides: object) -> RunningRegistry:
+        settings = registry_settings(nats, database_url, tmp_path).model_copy(update=overrides)
+        started.append(start_registry(settings))
+        return started[-1]
+
+    yield make
+    for running in started:
+        running.stop()
+
+
 @pytest.fixture(name="eventually")
 def eventually_fixture():
     return eventually

@@ -2,7 +2,9 @@
 
 import asyncio
 import logging
+import ssl
 from contextlib import suppress
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -35,6 +37,7 @@ async def connect(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamC
 
     nc = await nats.connect(
         settings.nats_url,
+        **credentials(settings),
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
@@ -45,6 +48,20 @@ async def connect(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamC
     )
     client.append(nc)
     return nc, nc.jetstream(timeout=10)
+
+
+def credentials(settings: EdgeSettings) -> dict[str, Any]:
+    """The options of ``nats.connect`` that say who we are (none: anonymous) and which TLS
+    certificates to trust."""
+    options: dict[str, Any] = {}
+    if settings.nats_user:
+        options["user"] = settings.nats_user
+        options["password"] = settings.nats_password.get_secret_value()
+    if settings.nats_creds_file is not None:
+        options["user_credentials"] = str(settings.nats_creds_file)
+    if settings.nats_tls_ca_file is not None:
+        options["tls"] = ssl.create_default_context(cafile=settings.nats_tls_ca_file)
+    return options
 
 
 async def publish(js: JetStreamContext, event: _Envelope, timeout: float = 10.0) -> PubAck:

@@ -32,7 +32,10 @@ class DatashareTable:
         return list(self._by_id.values())
 
     def apply(self, key: str, value: bytes | None, deleted: bool) -> None:
-        """Fold one entry of the bucket into the table (a pure function of the entries)."""
+        """Fold one entry of the bucket into the table (a pure function of the entries). The
+        latest entry wins, whatever its revision: the registry writes the bucket in commit
+        order, and repairs an entry rewritten by anyone else with its own, which may carry a
+        lower revision than the forgery it replaces."""
         if deleted or not value:
             self._by_id.pop(key, None)
             return
@@ -41,9 +44,7 @@ class DatashareTable:
         except ValidationError as exc:
             log.error("ignoring invalid datashare entry %r: %s", key, exc)
             return
-        current = self._by_id.get(key)
-        if current is None or datashare.revision >= current.revision:
-            self._by_id[key] = datashare
+        self._by_id[key] = datashare
 
     async def follow(self, js: JetStreamContext) -> None:
         """Read the bucket, then apply every change as it comes, for ever (restarting the

@@ -53,7 +53,7 @@ class Datashare(BaseModel):
     enabled: bool = True
     # None: forwarded byte for byte.
     deidentification: Deidentification | None = None
-    # Increases with every change, so that a reader can ignore a stale copy.
+    # Increases with every change (shown in the history; readers follow the bucket's order).
     revision: int = 1
 
     @field_serializer("destination_credentials", when_used="json")

@@ -25,6 +25,13 @@ class EdgeSettings(BaseSettings):
 
     # NATS JetStream: the event bus.
     nats_url: str = f"nats://127.0.0.1:{EMBEDDED_NATS_PORT}"
+    # NATS credentials: user and password, or a credentials file (JWT + NKey seed); none set:
+    # connect anonymously. `make run` generates them for its embedded NATS.
+    nats_user: str = ""
+    nats_password: SecretStr = SecretStr("")
+    nats_creds_file: Path | None = None
+    # CA certificate(s) to verify the NATS server's TLS certificate (unset: the system's).
+    nats_tls_ca_file: Path | None = None
     events_stream: str = "EDGE_EVENTS"
     # Re-publishing the same message id within this window is dropped by JetStream.
     events_duplicate_window_s: float = 120.0
@@ -34,8 +41,9 @@ class EdgeSettings(BaseSettings):
 
     # S3-compatible object store: the local buffer (MinIO API; embedded: SeaweedFS `weed mini`).
     s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
-    s3_access_key: str = "edge"
-    s3_secret_key: SecretStr = SecretStr("edge-local-secret")
+    # `make run` generates them for its embedded store (var/embedded-credentials.json).
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     buffer_bucket: str = "edge-buffer"

@@ -11,12 +11,11 @@ registry and uploader), or else its own owner-only file (``EDGE_SITE_KEY_FILE``,
 
 import hashlib
 import hmac
-import os
-import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from edge_core.secretfile import read_or_create
 from edge_core.settings import EdgeSettings
 
 # Marks an encrypted value; values without it are from before encryption (still plain).
@@ -69,20 +68,7 @@ class SiteKey:
     def load_or_create(cls, path: Path) -> "SiteKey":
         """The key in ``path``, created (mode 0600) if there is none. Written to a temporary
         file and linked into place, so that two processes starting together agree on one."""
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(Fernet.generate_key() + b"\n")
-                    file.flush()
-                    os.fsync(file.fileno())
-                os.link(temporary, path)
-            except FileExistsError:
-                pass  # another process made it first: use that one
-            finally:
-                temporary.unlink(missing_ok=True)
+        read_or_create(path, lambda: Fernet.generate_key() + b"\n")
         return cls.load(path)
 
     def encrypt(self, value: str) -> str:

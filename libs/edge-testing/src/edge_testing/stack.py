@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_core.objectstore import ObjectStore, make_client
+from edge_embedded.credentials import FILE_NAME as CREDENTIALS_FILE
+from edge_embedded.credentials import EmbeddedCredentials
 from edge_embedded.ports import free_port_block, free_ports
 from edge_embedded.s3_server import S3_EXTRA_PORTS
 from edge_testing.servers import wait_until
@@ -90,8 +92,19 @@ class Stack:
             raw = err.read()
             return err.code, json.loads(raw) if raw else None
 
+    @property
+    def credentials(self) -> EmbeddedCredentials:
+        """What the launcher generated for its embedded NATS and S3 store."""
+        path = self.data_dir / CREDENTIALS_FILE
+        return EmbeddedCredentials.model_validate_json(path.read_bytes())
+
+    def nats_credentials(self) -> dict[str, str]:
+        """``nats.connect`` options to connect as the services do."""
+        return {"user": self.credentials.nats_user, "password": self.credentials.nats_password}
+
     def store(self, bucket: str) -> ObjectStore:
-        client = make_client(f"127.0.0.1:{self.s3_port}", "edge", "edge-local-secret")
+        creds = self.credentials
+        client = make_client(f"127.0.0.1:{self.s3_port}", creds.s3_access_key, creds.s3_secret_key)
         return ObjectStore(client, bucket)
 
     def log(self) -> str:
@@ -122,7 +135,7 @@ def start_stack(directory: Path, token: str = TOKEN, **env_overrides: str) -> St
         "EDGE_REGISTRY_HOST": "127.0.0.1",
         "EDGE_MONITOR_PORT": str(monitor),
         "EDGE_MONITOR_HOST": "127.0.0.1",
-        "EDGE_EMBEDDED_NATS_PORT": str(free_port_block(2)),
+        "EDGE_EMBEDDED_NATS_PORT": str(free_port_block(1)),
         "EDGE_EMBEDDED_S3_PORT": str(free_port_block(1 + S3_EXTRA_PORTS)),
         **env_overrides,
     }

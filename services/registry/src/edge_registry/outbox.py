@@ -6,6 +6,7 @@ acknowledgement is dropped by JetStream as a duplicate."""
 
 import asyncio
 import logging
+from collections.abc import Callable
 from contextlib import suppress
 from typing import cast
 
@@ -63,11 +64,16 @@ def _mark_sent(conn: Connection, seq: int) -> None:
 
 
 async def publish_pending(
-    engine: Engine, js: JetStreamContext, kv: KeyValue, timeout_s: float
+    engine: Engine,
+    js: JetStreamContext,
+    kv: KeyValue,
+    timeout_s: float,
+    reconcile_after: bool = False,
 ) -> int:
-    """Publish every entry in commit order; returns how many (0 also when another registry
-    process holds the turn). Raises on the first failure, leaving that entry and the later
-    ones for the next attempt."""
+    """Publish every entry in commit order, then (``reconcile_after``) make the bucket match
+    the database, in the same turn so that no other relay publishes meanwhile; returns how
+    many entries were published (0 also when another registry process holds the turn).
+    Raises on the first failure, leaving that entry and the later ones for the next attempt."""
     conn = await asyncio.to_thread(engine.connect)
     try:
         if not await asyncio.to_thread(_try_lock, conn):
@@ -84,9 +90,24 @@ async def publish_pending(
                 await asyncio.to_thread(_mark_sent, conn, row.seq)
                 log.info("published %s %s (event %s)", event.type, row.datashare_id, event.id)
                 sent += 1
+        if reconcile_after:
+            await reconcile(engine, kv)
         return sent
     finally:
         await asyncio.to_thread(_unlock_and_close, conn)
+
+
+async def _watch(kv: KeyValue, changed: Callable[[], None]) -> None:
+    """Call ``changed`` whenever an entry of the bucket is written or deleted (by anyone:
+    the relay's own writes cost one comparison that finds nothing to repair)."""
+    watcher = await kv.watchall(meta_only=True)
+    try:
+        async for entry in watcher:
+            if entry is not None:  # None: the end of the entries already there
+                changed()
+    finally:
+        with suppress(Exception):
+            await watcher.stop()
 
 
 class OutboxRelay:
@@ -96,6 +117,7 @@ class OutboxRelay:
     def __init__(self, engine: Engine, settings: RegistrySettings) -> None:
         self.engine, self.settings = engine, settings
         self._wake = asyncio.Event()
+        self._reconcile_now = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def notify(self) -> None:
@@ -117,29 +139,48 @@ class OutboxRelay:
         nc, _ = await until_ready(what, log, pause_s)(bus.connect)(self.settings, "edge-registry")
         return nc
 
+    def _bucket_changed(self) -> None:
+        self._reconcile_now = True
+        self._wake.set()
+
     async def _relay(self, js: JetStreamContext) -> None:
         """Publish the outbox whenever woken (or every ``outbox_poll_s``), and make the bucket
-        match the database after each (re)connection and every ``reconcile_s``."""
+        match the database after each (re)connection, whenever it changes and every
+        ``reconcile_s``."""
         loop = asyncio.get_running_loop()
         kv: KeyValue | None = None
+        watch: asyncio.Task[None] | None = None
         next_reconcile = 0.0
-        while True:
-            self._wake.clear()
-            try:
-                if kv is None:  # (again) after a failure: NATS may have lost its state
-                    await ensure_topology(js, self.settings)
-                    kv = await js.key_value(DATASHARES_BUCKET)
-                    next_reconcile = 0.0
-                await publish_pending(self.engine, js, kv, self.settings.publish_timeout_s)
-                if loop.time() >= next_reconcile:
-                    await reconcile(self.engine, kv)
-                    next_reconcile = loop.time() + self.settings.reconcile_s
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("cannot publish datashare changes yet (%r); retrying", exc)
-                kv = None
-                await asyncio.sleep(self.settings.outbox_retry_s)
-                continue
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_s)
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    if kv is None or watch is None or watch.done():
+                        # (Again) after a failure: NATS may have lost its state.
+                        if watch is not None and watch.done() and not watch.cancelled():
+                            log.warning("datashares bucket watch ended (%r)", watch.exception())
+                        if watch is not None:
+                            watch.cancel()
+                        await ensure_topology(js, self.settings)
+                        kv = await js.key_value(DATASHARES_BUCKET)
+                        watch = asyncio.create_task(_watch(kv, self._bucket_changed))
+                        next_reconcile = 0.0
+                    due = self._reconcile_now or loop.time() >= next_reconcile
+                    self._reconcile_now = False
+                    await publish_pending(
+                        self.engine, js, kv, self.settings.publish_timeout_s, reconcile_after=due
+                    )
+                    if due:
+                        next_reconcile = loop.time() + self.settings.reconcile_s
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("cannot publish datashare changes yet (%r); retrying", exc)
+                    kv = None
+                    await asyncio.sleep(self.settings.outbox_retry_s)
+                    continue
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.settings.outbox_poll_s)
+        finally:
+            if watch is not None:
+                watch.cancel()

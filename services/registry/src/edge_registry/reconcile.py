@@ -1,14 +1,17 @@
-"""Makes the ``edge_datashares`` bucket match the database, for when JetStream lost it or
-the registry was pointed at a new NATS: without this, receivers would know no datashare
-until each one was changed again. Safe beside relays of other registry processes: every
-write is conditional on the entry not having changed since it was read (KV revisions)."""
+"""Makes the ``edge_datashares`` bucket match the database, entry for entry: for when
+JetStream lost it, the registry was pointed at a new NATS, or a client holding NATS
+credentials rewrote an entry (another destination, a higher revision). Without this,
+receivers would know no datashare until each one was changed again, or would follow the
+rewritten one. The relay runs it at start, whenever the bucket changes (it watches it) and
+every ``reconcile_s``, always with the relay's turn and after publishing the outbox (see
+``edge_registry.outbox``), so that any difference left is a loss or a tampering, never a
+change still to be published."""
 
 import asyncio
 import logging
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
-from pydantic import ValidationError
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -19,52 +22,61 @@ from edge_registry.db import DatashareRow
 log = logging.getLogger(__name__)
 
 
-def _datashares(engine: Engine) -> dict[str, Datashare]:
+def _datashares(engine: Engine) -> dict[str, bytes]:
+    """Each datashare's entry as the outbox publishes it."""
     with Session(engine) as session:
-        return {row.id: to_datashare(row) for row in session.scalars(select(DatashareRow))}
+        return {
+            row.id: to_datashare(row).model_dump_json().encode()
+            for row in session.scalars(select(DatashareRow))
+        }
 
 
-async def reconcile(engine: Engine, kv: KeyValue) -> int:
-    """Write what the bucket lacks or holds older, delete what the database no longer
-    has; returns how many entries were repaired."""
+async def reconcile(engine: Engine, kv: KeyValue) -> list[str]:
+    """Rewrite every entry that is missing or differs in any byte from the database, delete
+    those the database does not have; returns the ids repaired (and logs them)."""
     try:
         keys = set(await kv.keys())
     except NoKeysError:
         keys = set()
-    # Read after the keys: a key listed but absent here was really deleted.
     wanted = await asyncio.to_thread(_datashares, engine)
-    repaired = 0
-    for ds_id, datashare in wanted.items():
+    repaired = []
+    for ds_id, value in wanted.items():
         try:
             entry = await kv.get(ds_id)
+            last = entry.revision
         except KeyNotFoundError as exc:
-            if exc.entry is not None:  # a delete marker (``get`` reports it as not found)
-                continue  # deleted and re-created: its outbox entry is still to be published
-            entry = None
+            # Missing, or a delete marker (``get`` reports it as not found, with the entry).
+            entry, last = None, exc.entry.revision if exc.entry is not None else 0
+        if entry is not None and entry.value == value:
+            continue
         try:
-            if entry is None:
-                await kv.create(ds_id, datashare.model_dump_json().encode())
-            elif _revision(entry.value) < datashare.revision:
-                await kv.update(ds_id, datashare.model_dump_json().encode(), last=entry.revision)
-            else:
-                continue
+            await kv.update(ds_id, value, last=last)
         except KeyWrongLastSequenceError:
-            continue  # written meanwhile, by a relay with a newer value
-        repaired += 1
-    for ds_id in keys - wanted.keys():
+            continue  # written meanwhile: the next pass (woken by that write) compares again
+        repaired.append(ds_id)
+        log.warning(
+            "datashares bucket: entry %s %s; rewritten from the database (revision %d)",
+            ds_id,
+            "was missing" if entry is None else f"differed ({_difference(entry.value, value)})",
+            Datashare.model_validate_json(value).revision,
+        )
+    for ds_id in sorted(keys - wanted.keys()):
         try:
             entry = await kv.get(ds_id)
             await kv.delete(ds_id, last=entry.revision)
         except (KeyNotFoundError, KeyWrongLastSequenceError):
             continue
-        repaired += 1
-    if repaired:
-        log.warning("repaired %d entries of the datashares bucket from the database", repaired)
+        repaired.append(ds_id)
+        log.warning("datashares bucket: entry %s is not in the database; deleted", ds_id)
     return repaired
 
 
-def _revision(value: bytes | None) -> int:
+def _difference(found: bytes | None, wanted: bytes) -> str:
+    """Which fields differ (names only: values may hold credentials)."""
     try:
-        return Datashare.model_validate_json(value or b"").revision
-    except ValidationError:
-        return 0
+        have = Datashare.model_validate_json(found or b"").model_dump(mode="json")
+    except ValueError:
+        return "not a datashare"
+    want = Datashare.model_validate_json(wanted).model_dump(mode="json")
+    fields = sorted(k for k in want.keys() | have.keys() if have.get(k) != want.get(k))
+    return "fields " + ", ".join(fields) if fields else "same fields, other bytes"
