@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 
-.PHONY: run test lint bootstrap bench clean
+.PHONY: run test lint bootstrap bench scale clean
 
 bootstrap:
 	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
@@ -23,6 +23,11 @@ lint: bootstrap
 
 bench: bootstrap
 	@$(UV) run --frozen python bench/run.py $(ARGS)
+
+## Several processes of each service on a three-node NATS cluster and PostgreSQL: instances/s
+## with 1 and 2 receivers and uploaders, time to recover from kills (into bench/RESULTS.md).
+scale: bootstrap
+	@$(UV) run --frozen python bench/scale.py $(ARGS)
 
 clean:
 	rm -rf var .pytest_cache

@@ -36,7 +36,7 @@ async def connect(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamC
         log.warning("NATS error: %s", exc)
 
     nc = await nats.connect(
-        settings.nats_url,
+        settings.nats_servers(),
         **credentials(settings),
         name=name,
         max_reconnect_attempts=-1,

@@ -37,7 +37,15 @@ class EdgeSettings(BaseSettings):
     events_duplicate_window_s: float = 120.0
     # Events older than this are discarded (0 = keep for ever); a monitor rebuild replays the rest.
     events_max_age_s: float = 90 * 24 * 3600.0
-    events_replicas: int = 1
+    # Stream and bucket replicas; 0 chooses from the cluster: 3 on a JetStream cluster of
+    # three or more servers, 1 on a single server (edge_core.topology).
+    events_replicas: int = 0
+    # Where the stream and buckets are placed (a cluster of a super-cluster, server tags,
+    # comma-separated), and limits of the stream (0: none); the oldest events go first.
+    events_placement_cluster: str = ""
+    events_placement_tags: str = ""
+    events_max_bytes: int = 0
+    events_max_msgs: int = 0
 
     # S3-compatible object store: the local buffer (MinIO API; embedded: SeaweedFS `weed mini`).
     s3_endpoint: str = f"127.0.0.1:{EMBEDDED_S3_PORT}"
@@ -85,6 +93,11 @@ class EdgeSettings(BaseSettings):
     def api_tokens(self) -> dict[str, str]:
         """``{name: token}`` from ``api_token`` (see edge_core.auth)."""
         return parse_tokens(self.api_token.get_secret_value())
+
+    def nats_servers(self) -> list[str]:
+        """``nats_url`` as a list: a cluster's members, comma-separated (the client connects
+        to one and fails over to the others)."""
+        return [url.strip() for url in self.nats_url.split(",") if url.strip()]
 
     def site_key_path(self) -> Path:
         return self.site_key_file or self.data_dir / "site.key"

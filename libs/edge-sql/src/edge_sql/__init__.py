@@ -4,12 +4,13 @@ brought up to date by Alembic at every start. Each service keeps its own tables 
 own Alembic version table, so both may share one PostgreSQL database."""
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 
 
 def database_url(configured: str | None, data_dir: Path, filename: str) -> str:
@@ -56,10 +57,15 @@ def make_engine(url: str, *, writers_only_lock: bool = False) -> Engine:
 
 
 def migrate(engine: Engine, migrations: Path) -> None:
-    """Bring the schema to the latest migration in ``migrations`` (idempotent)."""
+    """Bring the schema to the latest migration in ``migrations`` (idempotent). On
+    PostgreSQL, replicas starting together take turns (a lock held until the migration
+    commits): the later ones find the schema current instead of creating it twice."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            key = zlib.crc32(f"edge-migrations:{migrations.parent.name}".encode())
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

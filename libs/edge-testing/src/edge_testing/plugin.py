@@ -1,7 +1,8 @@
 """pytest fixtures shared by every test suite (loaded through the ``pytest11`` entry point).
 
 ``postgres_url`` is a fresh PostgreSQL database for the session (on the machine's server,
-127.0.0.1:5432, or ``EDGE_TEST_POSTGRES_URL``), dropped at the end.
+127.0.0.1:5432, or ``EDGE_TEST_POSTGRES_URL``), dropped at the end; ``postgres_database``
+one for a single test.
 
 ``nats`` is a fresh NATS server per test (it starts in a fraction of a second, and a fresh
 one isolates JetStream state); ``s3`` is one ``weed mini`` per session (it takes seconds),
@@ -11,6 +12,7 @@ with a bucket of its own per test through ``edge_settings``.
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,8 +49,8 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextmanager
+def _fresh_database() -> Iterator[str]:
     admin = sa.create_engine(
         POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
     )
@@ -66,3 +68,16 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """An empty database of its own for one test (replicas starting on a new database)."""
+    with _fresh_database() as url:
+        yield url

@@ -6,9 +6,12 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+import nats
 
 from edge_core.objectstore import ObjectStore, make_client
 from edge_core.settings import EdgeSettings
@@ -53,6 +56,62 @@ class S3Server:
         store = ObjectStore(make_client(self.endpoint, self.access_key, self.secret_key), bucket)
         store.ensure_bucket()
         return store
+
+
+@dataclass
+class NatsCluster:
+    """A JetStream cluster of NATS servers on this machine (one process each)."""
+
+    members: list[NatsServer]
+
+    @property
+    def url(self) -> str:
+        """Every member, as a client's server list (it fails over between them)."""
+        return ",".join(m.url for m in self.members)
+
+    def member(self, server_name: str) -> NatsServer:
+        """The member a stream's ``cluster.leader`` names."""
+        return next(m for m in self.members if server_name == f"edge-{m.port}")
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.process.terminate()
+        for m in self.members:
+            m.process.stop()
+
+
+def start_nats_cluster(data_dir: Path, size: int = 3) -> NatsCluster:
+    """``size`` servers in one JetStream cluster (anonymous clients), returned once
+    JetStream answers (its members have elected a meta leader)."""
+    ports = free_ports(2 * size)
+    client, cluster = ports[:size], ports[size:]
+    procs = [
+        nats_server(data_dir / f"nats-{i}", client[i], cluster_port=cluster[i], routes=cluster)
+        for i in range(size)
+    ]
+    for proc in procs:  # all at once: JetStream needs a quorum of them to start
+        proc.spawn()
+    for proc in procs:
+        proc.wait_ready(timeout_s=60)
+    members = NatsCluster(
+        [NatsServer(proc, port) for proc, port in zip(procs, client, strict=True)]
+    )
+    # In a thread of its own: the caller may be a coroutine (its loop already runs).
+    with ThreadPoolExecutor(1) as pool:
+        wait_until(lambda: pool.submit(asyncio.run, _jetstream_answers(members.url)).result(),
+                   timeout_s=60, interval_s=0.2, what="the cluster's JetStream")  # fmt: skip
+    return members
+
+
+async def _jetstream_answers(url: str) -> bool:
+    nc = await nats.connect(url.split(","), connect_timeout=2, allow_reconnect=False)
+    try:
+        await nc.jetstream(timeout=2).account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
 
 
 def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer:

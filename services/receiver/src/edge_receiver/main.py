@@ -157,7 +157,7 @@ def start(settings: ReceiverSettings) -> Receiver:
         nc, js = portal.call(bus.connect_when_ready, settings, name)
         started.callback(_close_nats, portal, nc)
         publisher = Bus(portal, nc, js, settings.receiver_publish_timeout_s)
-        digests = portal.start_task_soon(open_digests, js, settings.events_replicas).result(30)
+        digests = portal.start_task_soon(open_digests, js).result(30)
 
         # Started first: its association.opened events name this receiver, and the monitor
         # keeps an association open only while the receiver's lease lasts.

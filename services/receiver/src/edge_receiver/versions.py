@@ -7,31 +7,17 @@ if that write fails, the PACS's retry (same bytes) still matches it; a retry wit
 bytes is flagged as a new version, which is harmless."""
 
 import hashlib
-from datetime import timedelta
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-DIGESTS_BUCKET = "edge_receiver_digests"
-# Long enough for any PACS re-send we care to recognise; bounded so the bucket stays small.
-DIGESTS_MAX_AGE = timedelta(days=30)
+from edge_core.topology import DIGESTS_BUCKET
 
 
-async def open_digests(js: JetStreamContext, replicas: int = 1) -> KeyValue:
-    try:
-        return await js.key_value(DIGESTS_BUCKET)
-    except BucketNotFoundError:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=DIGESTS_BUCKET,
-                history=1,
-                ttl=DIGESTS_MAX_AGE.total_seconds(),
-                storage=StorageType.FILE,
-                replicas=replicas,
-            )
-        )
+async def open_digests(js: JetStreamContext) -> KeyValue:
+    """The bucket, declared with the rest of the topology (edge_core.topology)."""
+    return await js.key_value(DIGESTS_BUCKET)
 
 
 def _key(datashare: str, sop_uid: str) -> str:
