@@ -19,7 +19,7 @@ test: bootstrap lint
 lint: bootstrap
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
-	@$(UV) run --frozen mypy -p edge_core -p edge_embedded -p edge_testing -p edge_receiver -p edge_registry -p edge_uploader -p edge_monitor
+	@$(UV) run --frozen mypy -p edge_core -p edge_embedded -p edge_sql -p edge_testing -p edge_receiver -p edge_registry -p edge_uploader -p edge_monitor
 
 bench: bootstrap
 	@$(UV) run --frozen python bench/run.py $(ARGS)

@@ -1,10 +1,27 @@
+import pytest
+from pydantic import ValidationError
+
 from edge_core.auth import BearerAuth, authenticate, bearer_token, parse_tokens
+from edge_core.settings import EdgeSettings
 
 
 def test_parse_tokens():
     assert parse_tokens("abc") == {"staff": "abc"}
     assert parse_tokens("alice:t1, bob:t2,,") == {"alice": "t1", "bob": "t2"}
     assert parse_tokens("") == {}
+
+
+@pytest.mark.parametrize("setting", ["alice:", ":t1", "alice:t1,alice:t2", "t1,staff:t2"])
+def test_a_malformed_token_setting_is_refused_at_start(setting):
+    with pytest.raises(ValueError):
+        parse_tokens(setting)
+    with pytest.raises(ValidationError, match="API token"):
+        EdgeSettings(api_token=setting)  # type: ignore[arg-type]
+
+
+def test_the_settings_give_the_named_tokens():
+    settings = EdgeSettings(api_token="alice:t1, bob:t2")  # type: ignore[arg-type]
+    assert settings.api_tokens == {"alice": "t1", "bob": "t2"}
 
 
 def test_authenticate():

@@ -28,7 +28,7 @@ from edge_monitor import models as m
 from edge_monitor.config import MonitorSettings
 from edge_monitor.consumer import consume
 from edge_monitor.status import status
-from edge_testing.servers import wait_for_port
+from edge_testing.servers import eventually, wait_for_port
 
 T0 = datetime(2026, 11, 28, 9, 0, 0, tzinfo=UTC)
 
@@ -198,9 +198,7 @@ class Folding:
 
     async def reach(self, seq: int) -> None:
         """Wait until the projections include stream sequence ``seq``."""
-        async with asyncio.timeout(30):
-            while self.position() < seq:  # noqa: ASYNC110 - the database, not an event
-                await asyncio.sleep(0.05)
+        await eventually(lambda: self.position() >= seq, what=f"the projections at {seq}")
 
     def status(self, now: datetime) -> dict:
         with self.sessions() as session:

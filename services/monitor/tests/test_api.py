@@ -12,6 +12,7 @@ from edge_core.events import SUBJECT_PREFIX, parse_event
 from edge_monitor import db
 from edge_monitor.api import Monitor, create_app
 from edge_testing.http import stream_until_answered
+from edge_testing.servers import eventually
 
 AUTH = {"Authorization": "Bearer test-token"}
 
@@ -206,9 +207,7 @@ async def test_uploader_backlog_is_reported(js, settings, engine, feed):
     backlog = Backlog()
     task = asyncio.create_task(watch_backlog(js, settings.events_stream, backlog, 0.1))
     try:
-        async with asyncio.timeout(10):
-            while "uploader" not in backlog.consumers:  # noqa: ASYNC110 - polled by the task
-                await asyncio.sleep(0.05)
+        await eventually(lambda: "uploader" in backlog.consumers, 10, "the uploader's backlog")
     finally:
         task.cancel()
     assert backlog.consumers["uploader"].pending == 4

@@ -6,6 +6,7 @@ import logging
 from edge_monitor import db
 from edge_monitor.api import Monitor
 from edge_monitor.main import follow_events
+from edge_testing.servers import eventually
 
 IDLE_S = 4.0  # several empty fetches (1 s each) and backlog polls (0.2 s)
 
@@ -24,9 +25,7 @@ async def test_idle_then_stopped_logs_no_warning(settings, engine, feed, caplog)
             row = session.get(m.Position, POSITION)
             return row.seq if row else 0
 
-    async with asyncio.timeout(30):
-        while position() < seq:  # noqa: ASYNC110 - the database, not an event
-            await asyncio.sleep(0.05)
+    await eventually(lambda: position() >= seq, what=f"the projections at {seq}")
     # Idle: the subject of the test is a stretch of time with nothing to do.
     await asyncio.sleep(IDLE_S)
     assert monitor.backlog.updated_at is not None  # it kept polling meanwhile

@@ -1,7 +1,6 @@
 """Registry fixtures: the database over SQLite and PostgreSQL, the API in-process (TestClient)
 and the whole registry for real (uvicorn on a free port, with its outbox relay to NATS)."""
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
 from edge_registry.main import build_app
-from edge_testing.servers import NatsServer, wait_until
+from edge_testing.servers import NatsServer, eventually, wait_until
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token"}
 TOKEN_SETTING = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
@@ -124,18 +123,6 @@ def make_registry(nats: NatsServer, database_url: str, tmp_path: Path):
         running.stop()
 
 
-@pytest.fixture
-def eventually():
-    return _eventually
-
-
-async def _eventually(predicate, timeout_s: float = 30.0, what: str = ""):
-    """Await ``predicate()`` (a coroutine function) until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    last = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await predicate()
-        if last:
-            return last
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}: {last!r}")
+@pytest.fixture(name="eventually")
+def eventually_fixture():
+    return eventually

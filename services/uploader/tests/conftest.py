@@ -34,6 +34,7 @@ from edge_core.sitekey import SiteKey
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_testing.dicom_data import EDGE_TEST_ROOT, make_instance
 from edge_testing.orthanc import Orthanc, orthanc_available, start_orthanc
+from edge_testing.servers import eventually
 from edge_testing.storescp import StoreSCP
 from edge_testing.storescp import start_storescp as start_storescp_in
 from edge_uploader.config import UploaderSettings
@@ -54,19 +55,6 @@ def dicom_bytes(study_uid: str, series_uid: str, number: int = 1, rows: int = 64
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
-
-
-async def eventually(predicate: Callable[[], T], timeout_s: float = 60.0, what: str = "") -> T:
-    """Poll until ``predicate`` returns something truthy; return it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

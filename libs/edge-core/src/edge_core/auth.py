@@ -12,7 +12,9 @@ from typing import Any
 
 
 def parse_tokens(setting: str) -> dict[str, str]:
-    """``{name: token}`` from the setting's text; empty entries are ignored."""
+    """``{name: token}`` from the setting's text; empty entries are ignored. Raises
+    ValueError for an entry without a name or a token, or a name given twice (the token
+    meant for it would silently not work)."""
     tokens: dict[str, str] = {}
     for item in setting.split(","):
         item = item.strip()
@@ -21,8 +23,12 @@ def parse_tokens(setting: str) -> dict[str, str]:
         name, sep, token = item.partition(":")
         if not sep:
             name, token = "staff", item
-        if token:
-            tokens[name.strip()] = token.strip()
+        name, token = name.strip(), token.strip()
+        if not name or not token:
+            raise ValueError("each API token is 'token' or 'name:token', neither part empty")
+        if name in tokens:
+            raise ValueError(f"API token name {name!r} is given twice")
+        tokens[name] = token
     return tokens
 
 

@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
 from edge_core.events import _Envelope
+from edge_core.retrying import until_ready
 from edge_core.settings import EdgeSettings
 from edge_core.topology import ensure_topology
 
@@ -74,17 +75,17 @@ async def publish(js: JetStreamContext, event: _Envelope, timeout: float = 10.0)
 async def connect_when_ready(settings: EdgeSettings, name: str) -> tuple[Client, JetStreamContext]:
     """Connect and declare the topology, waiting (and saying so) until NATS is there: a
     service started before NATS, or while it restarts, waits instead of failing."""
-    while True:
-        nc: Client | None = None
+
+    async def attempt() -> tuple[Client, JetStreamContext]:
+        nc, js = await connect(settings, name)
         try:
-            nc, js = await connect(settings, name)
             await ensure_topology(js, settings)
-            return nc, js
-        except Exception as exc:
-            log.warning("waiting for NATS at %s: %s", settings.nats_url, exc)
-            if nc is not None:
-                await close(nc)
-            await asyncio.sleep(1.0)
+        except Exception:
+            await close(nc)
+            raise
+        return nc, js
+
+    return await until_ready(f"NATS at {settings.nats_url}", log)(attempt)()
 
 
 async def close(nc: Client, drain_s: float = 5.0) -> None:

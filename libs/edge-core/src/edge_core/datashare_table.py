@@ -10,9 +10,14 @@ from nats.js.kv import KV_DEL, KV_PURGE
 from pydantic import ValidationError
 
 from edge_core.datashares import Datashare
+from edge_core.retrying import until_ready
 from edge_core.topology import DATASHARES_BUCKET
 
 log = logging.getLogger(__name__)
+
+
+class WatchEnded(Exception):
+    """The bucket's watch stopped without an error (e.g. NATS restarted): start it again."""
 
 
 class DatashareTable:
@@ -49,17 +54,14 @@ class DatashareTable:
     async def follow(self, js: JetStreamContext) -> None:
         """Read the bucket, then apply every change as it comes, for ever (restarting the
         watch if it stops, e.g. across a NATS restart)."""
-        while True:
-            try:
-                kv = await js.key_value(DATASHARES_BUCKET)
-                watcher = await kv.watchall()
-                async for entry in watcher:
-                    if entry is None:  # end of the initial values
-                        self.loaded.set()
-                        continue
-                    self.apply(entry.key, entry.value, entry.operation in (KV_DEL, KV_PURGE))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("datashare watch interrupted (%s); retrying", exc)
-            await asyncio.sleep(1.0)
+        await until_ready("the datashares bucket's watch", log)(self._watch)(js)
+
+    async def _watch(self, js: JetStreamContext) -> None:
+        kv = await js.key_value(DATASHARES_BUCKET)
+        watcher = await kv.watchall()
+        async for entry in watcher:
+            if entry is None:  # end of the initial values
+                self.loaded.set()
+                continue
+            self.apply(entry.key, entry.value, entry.operation in (KV_DEL, KV_PURGE))
+        raise WatchEnded("the watch stopped")

@@ -99,7 +99,7 @@ class ObjectStore:
             resp.close()
             resp.release_conn()
 
-    def open(self, key: str):
+    def open(self, key: str) -> urllib3.BaseHTTPResponse:
         """A streaming response; the caller must ``close()`` and ``release_conn()`` it."""
         return self.client.get_object(self.bucket, key)
 

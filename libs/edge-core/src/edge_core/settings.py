@@ -8,13 +8,13 @@ chosen not to collide with standard ones (4222, 5432, 9000, ...).
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_core.auth import parse_tokens
 
 EMBEDDED_NATS_PORT = 14222
 EMBEDDED_S3_PORT = 18333
-# Where instances go when a datashare names no destination: a bucket of the buffer's S3 store.
-DEFAULT_DESTINATION = "s3://edge-destination"
 # A datashare or a retry request is a few kB: 1 MiB leaves room without letting a client
 # make the API hold megabytes.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -58,6 +58,9 @@ class EdgeSettings(BaseSettings):
     # S3 destinations' endpoint (None: the buffer's); the uploader sends there, the registry
     # refuses the buffer bucket as a destination when it is the same store.
     destination_s3_endpoint: str | None = None
+    # Where a datashare without a destination of its own sends its instances (the uploader);
+    # the launcher creates its bucket when it is in the embedded store.
+    default_destination: str = "s3://edge-destination"
 
     # Destinations on loopback, link-local or private addresses (e.g. a research PACS inside
     # the hospital), and credentials over plain HTTP: refused unless the site allows them.
@@ -79,6 +82,17 @@ class EdgeSettings(BaseSettings):
 
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("api_token")
+    @classmethod
+    def _tokens_are_well_formed(cls, value: SecretStr) -> SecretStr:
+        parse_tokens(value.get_secret_value())  # raises on a malformed list
+        return value
+
+    @property
+    def api_tokens(self) -> dict[str, str]:
+        """``{name: token}`` from ``api_token`` (see edge_core.auth)."""
+        return parse_tokens(self.api_token.get_secret_value())
 
     def nats_servers(self) -> list[str]:
         """``nats_url`` as a list: a cluster's members, comma-separated (the client connects

@@ -23,12 +23,7 @@ from pydantic import SecretStr
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
 from edge_core.secretfile import read_or_create
-from edge_core.settings import (
-    DEFAULT_DESTINATION,
-    EMBEDDED_NATS_PORT,
-    EMBEDDED_S3_PORT,
-    EdgeSettings,
-)
+from edge_core.settings import EMBEDDED_NATS_PORT, EMBEDDED_S3_PORT, EdgeSettings
 from edge_embedded.credentials import FILE_NAME as CREDENTIALS_FILE
 from edge_embedded.credentials import EmbeddedCredentials
 from edge_embedded.nats_server import nats_server
@@ -36,7 +31,7 @@ from edge_embedded.ports import port_is_free
 from edge_embedded.process import ServerProcess
 from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
 
-log = logging.getLogger("edge.launcher")
+log = logging.getLogger(__name__)
 
 
 class LauncherSettings(EdgeSettings):
@@ -49,8 +44,6 @@ class LauncherSettings(EdgeSettings):
     monitor_port: int = 8001
     # Receiver processes sharing the DICOM port (SO_REUSEPORT); the kernel spreads associations.
     receiver_processes: int = 1
-    # Read here only to create its bucket when it is in the embedded store.
-    default_destination: str = DEFAULT_DESTINATION
 
 
 class PortInUse(RuntimeError):
@@ -105,20 +98,20 @@ class Stack:
         the credentials that it is started with: those configured (``EDGE_NATS_USER``...),
         else those generated at first start (see ``credentials``). The services get them
         in their environment."""
-        s = self.settings
-        embed_nats = "nats_url" not in s.model_fields_set
-        embed_s3 = "s3_endpoint" not in s.model_fields_set
+        settings = self.settings
+        embed_nats = "nats_url" not in settings.model_fields_set
+        embed_s3 = "s3_endpoint" not in settings.model_fields_set
         if not (embed_nats or embed_s3):
             return
         generated = EmbeddedCredentials.of(self.data_dir)
         if embed_nats:
-            port = s.embedded_nats_port
+            port = settings.embedded_nats_port
             _require_free(
                 [port],
                 "the embedded NATS server",
                 "set EDGE_NATS_URL to a NATS server, or EDGE_EMBEDDED_NATS_PORT to another port",
             )
-            user, password = s.nats_user, s.nats_password.get_secret_value()
+            user, password = settings.nats_user, settings.nats_password.get_secret_value()
             if not user:
                 user, password = generated.nats_user, generated.nats_password
             nats = nats_server(self.data_dir / "nats", port, user=user, password=password)
@@ -131,7 +124,7 @@ class Stack:
                 EDGE_NATS_PASSWORD=password,
             )
         if embed_s3:
-            port = s.embedded_s3_port
+            port = settings.embedded_s3_port
             others = list(range(port + 1, port + 1 + S3_EXTRA_PORTS))
             _require_free(
                 [port, *others],
@@ -139,7 +132,7 @@ class Stack:
                 "set EDGE_EMBEDDED_S3_PORT to another base port, or EDGE_S3_ENDPOINT to an "
                 "S3 service",
             )
-            access, secret = s.s3_access_key, s.s3_secret_key.get_secret_value()
+            access, secret = settings.s3_access_key, settings.s3_secret_key.get_secret_value()
             if not access:
                 access, secret = generated.s3_access_key, generated.s3_secret_key
             store = s3_server(self.data_dir / "s3", port, access, secret, other_ports=others)
@@ -155,11 +148,11 @@ class Stack:
 
     def _create_buckets(self, endpoint: str, access_key: str, secret_key: str) -> None:
         """The buffer and, when it lives here too, the default destination's bucket."""
-        s = self.settings
-        buckets = [s.buffer_bucket]
-        if s.default_destination.startswith("s3://"):
-            buckets.append(s.default_destination.removeprefix("s3://").split("/")[0])
-        embedded = s.model_copy(
+        settings = self.settings
+        buckets = [settings.buffer_bucket]
+        if settings.default_destination.startswith("s3://"):
+            buckets.append(settings.default_destination.removeprefix("s3://").split("/")[0])
+        embedded = settings.model_copy(
             update={
                 "s3_endpoint": endpoint,
                 "s3_access_key": access_key,
@@ -171,20 +164,20 @@ class Stack:
             ObjectStore(store.client, bucket).ensure_bucket()
 
     def start_services(self, token: str) -> None:
-        s = self.settings
+        settings = self.settings
         env = {**self.env, "EDGE_API_TOKEN": token}
         logs = None  # services log to this terminal
         registry = ServerProcess(
             "registry",
             [_script("edge-registry")],
-            lambda: _http_ok(f"http://127.0.0.1:{s.registry_port}/healthz"),
+            lambda: _http_ok(f"http://127.0.0.1:{settings.registry_port}/healthz"),
             logs,
             env,
         )
         monitor = ServerProcess(
             "monitor",
             [_script("edge-monitor")],
-            lambda: _http_ok(f"http://127.0.0.1:{s.monitor_port}/healthz"),
+            lambda: _http_ok(f"http://127.0.0.1:{settings.monitor_port}/healthz"),
             logs,
             env,
         )
@@ -192,11 +185,11 @@ class Stack:
             ServerProcess(
                 f"receiver-{i + 1}",
                 [_script("edge-receiver")],
-                lambda: _tcp_open(s.receiver_port),
+                lambda: _tcp_open(settings.receiver_port),
                 logs,
                 env,
             )
-            for i in range(max(1, s.receiver_processes))
+            for i in range(max(1, settings.receiver_processes))
         ]
         uploader = ServerProcess("uploader", [_script("edge-uploader")], lambda: True, logs, env)
         # Start all at once (each waits for NATS and the store, not for the others), then
@@ -236,9 +229,9 @@ class Stack:
                         failures.pop(proc.name, None)
                     continue
                 if proc.name not in restart_at:
-                    n = failures.get(proc.name, 0)
+                    failed = failures.get(proc.name, 0)
                     code = proc.proc.returncode if proc.proc else None
-                    delay = min(2**n, 30)
+                    delay = min(2**failed, 30)
                     log.error("%s exited (code %s); restarting in %ss", proc.name, code, delay)
                     restart_at[proc.name] = now + delay
                 elif now >= restart_at[proc.name]:
@@ -258,17 +251,18 @@ class Stack:
             proc.stop()
 
     def banner(self, token: str) -> str:
-        s = self.settings
-        nats = self.env.get("EDGE_NATS_URL", s.nats_url)
-        s3 = self.env.get("EDGE_S3_ENDPOINT", s.s3_endpoint)
+        settings = self.settings
+        nats = self.env.get("EDGE_NATS_URL", settings.nats_url)
+        s3 = self.env.get("EDGE_S3_ENDPOINT", settings.s3_endpoint)
         return "\n".join(
             [
                 "",
                 "Edge is running.",
-                f"  DICOM receiver : port {s.receiver_port} (CALLED AE TITLE = Datashare ID)",
-                f"  Registry API   : http://127.0.0.1:{s.registry_port}/api/v1/datashares"
-                f"  (docs: http://127.0.0.1:{s.registry_port}/docs)",
-                f"  Monitor        : http://127.0.0.1:{s.monitor_port}/"
+                f"  DICOM receiver : port {settings.receiver_port}"
+                " (CALLED AE TITLE = Datashare ID)",
+                f"  Registry API   : http://127.0.0.1:{settings.registry_port}/api/v1/datashares"
+                f"  (docs: http://127.0.0.1:{settings.registry_port}/docs)",
+                f"  Monitor        : http://127.0.0.1:{settings.monitor_port}/"
                 f"  (status: /api/v1/status, metrics: /metrics)",
                 f"  API token      : {token}",
                 f"  NATS           : {nats}"

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from edge_testing.dcmtk import echoscu
@@ -27,8 +28,12 @@ def create_datashares(fleet: Fleet, ids: list[str]) -> None:
                                {"id": ds})  # fmt: skip
         assert code == 201, body
     for ds in ids:
-        wait_until(lambda ds=ds: all(echoscu(fleet.receiver_port, ds) for _ in range(6)),
+        wait_until(partial(_live_everywhere, fleet, ds),
                    timeout_s=60, what=f"datashare {ds} live on every receiver")  # fmt: skip
+
+
+def _live_everywhere(fleet: Fleet, ds: str) -> bool:
+    return all(echoscu(fleet.receiver_port, ds) for _ in range(6))
 
 
 def studies(directory: Path, pacs: int, per_pacs: int, rows: int) -> list[list[Path]]:

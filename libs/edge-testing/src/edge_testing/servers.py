@@ -1,12 +1,15 @@
 """Real NATS and S3 servers for tests, on free ports, in a temporary directory."""
 
 import asyncio
+import inspect
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import nats
 
@@ -16,6 +19,8 @@ from edge_embedded.nats_server import nats_server
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
 from edge_embedded.s3_server import S3_EXTRA_PORTS, s3_server
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -153,7 +158,9 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout_s: float = 30.0) -
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s")
 
 
-def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""):
+def wait_until(
+    predicate: Callable[[], T], timeout_s: float = 30.0, interval_s: float = 0.1, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; return that value."""
     deadline = time.monotonic() + timeout_s
     last = None
@@ -163,3 +170,26 @@ def wait_until(predicate, timeout_s: float = 30.0, interval_s: float = 0.1, what
             return last
         time.sleep(interval_s)
     raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or predicate!r}: {last!r}")
+
+
+async def eventually(
+    predicate: Callable[[], T | Awaitable[T]],
+    timeout_s: float = 30.0,
+    what: str = "",
+    interval_s: float = 0.05,
+) -> T:
+    """In a coroutine, as :func:`wait_until`: poll ``predicate`` (a plain function or a
+    coroutine function) until it returns something truthy; return that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise TimeoutError(
+                f"timed out after {timeout_s}s waiting for {what or predicate!r}: {value!r}"
+            )
+        await asyncio.sleep(interval_s)

@@ -2,15 +2,13 @@
 
 from pydantic import SecretStr
 
-from edge_core.settings import EdgeSettings
-from edge_sql import database_url
+from edge_sql.settings import DatabaseSettings
 
 
-class MonitorSettings(EdgeSettings):
+class MonitorSettings(DatabaseSettings):
+    database_file = "monitor.db"
     monitor_host: str = "0.0.0.0"
     monitor_port: int = 8001
-    # SQLAlchemy URL; None: SQLite file <data_dir>/monitor.db.
-    database_url: str | None = None
     # A token that reads /metrics and nothing else (the API token reads it too).
     metrics_token: SecretStr = SecretStr("")
 
@@ -34,6 +32,3 @@ class MonitorSettings(EdgeSettings):
     # and how often the consumers' backlog is read.
     monitor_batch_size: int = 500
     monitor_backlog_poll_s: float = 2.0
-
-    def sqlalchemy_url(self) -> str:
-        return database_url(self.database_url, self.data_dir, "monitor.db")

@@ -7,8 +7,10 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.bus import close, connect_when_ready, publish
@@ -20,7 +22,7 @@ from edge_monitor.config import MonitorSettings
 from edge_monitor.consumer import consume
 from edge_monitor.rebuild import rebuild
 
-log = logging.getLogger("edge_monitor")
+log = logging.getLogger(__name__)
 
 
 async def follow_events(
@@ -41,29 +43,25 @@ async def follow_events(
         await close(nc, drain_s=0)  # its only publishes wait for their acks
 
 
-async def serve(settings: MonitorSettings) -> None:
+def build_app(settings: MonitorSettings) -> FastAPI:
+    """The monitor as one ASGI app: events are folded for as long as the app runs."""
     engine = db.make_engine(settings.sqlalchemy_url())
     db.migrate(engine)
     monitor = Monitor(settings, db.reader(engine))
-    config = uvicorn.Config(
-        create_app(monitor),
-        host=settings.monitor_host,
-        port=settings.monitor_port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    events = asyncio.create_task(follow_events(settings, monitor, db.writer(engine)))
-    log.info("monitor listening on %s:%d", settings.monitor_host, settings.monitor_port)
-    try:
-        await server.serve()
-    finally:
-        events.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await events
-        engine.dispose()
-    log.info("monitor stopped")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        events = asyncio.create_task(follow_events(settings, monitor, db.writer(engine)))
+        try:
+            yield
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+            engine.dispose()
+            log.info("monitor stopped")
+
+    return create_app(monitor, lifespan=lifespan)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,7 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     # that was in place before it: make that one a no-op so that a requested stop exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    asyncio.run(serve(settings))
+    app = build_app(settings)
+    log.info("monitor listening on %s:%d", settings.monitor_host, settings.monitor_port)
+    uvicorn.run(
+        app,
+        host=settings.monitor_host,
+        port=settings.monitor_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.events import utcnow
-from edge_monitor import models as m
+from edge_monitor import models
 from edge_monitor.backlog import Backlog
 from edge_monitor.status import gone_receivers, lease_clock
 
@@ -52,20 +52,20 @@ class ProjectionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
             datashares = session.scalars(
-                select(m.Datashare).where(m.Datashare.deleted.is_(False))
+                select(models.Datashare).where(models.Datashare.deleted.is_(False))
             ).all()
             clock = lease_clock(session, utcnow(), self.backlog)
-            gone = gone_receivers(session.scalars(select(m.Receiver)).all(), clock)
+            gone = gone_receivers(session.scalars(select(models.Receiver)).all(), clock)
             active: Counter[str] = Counter()
             for ds, receiver, count in session.execute(
-                select(m.Association.datashare, m.Association.receiver, func.count())
-                .where(m.Association.state == "active")
-                .group_by(m.Association.datashare, m.Association.receiver)
+                select(models.Association.datashare, models.Association.receiver, func.count())
+                .where(models.Association.state == "active")
+                .group_by(models.Association.datashare, models.Association.receiver)
             ):
                 if receiver not in gone:
                     active[ds] += count
-            rejections = session.scalars(select(m.RejectionTotal)).all()
-            buffer = session.get(m.Buffer, 1)
+            rejections = session.scalars(select(models.RejectionTotal)).all()
+            buffer = session.get(models.Buffer, 1)
 
         for name, kind, doc, columns in _PER_DATASHARE:
             family: CounterMetricFamily | GaugeMetricFamily = (

@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.orm import Session
 
-from edge_core import events as ev
-from edge_monitor import models as m
+from edge_core import events
+from edge_monitor import models
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ REJECTION_RETENTION_S = 7 * 24 * 3600
 def lock_position(session: Session) -> int:
     """The position, locked until the transaction ends (PostgreSQL; SQLite's writer sessions
     begin IMMEDIATE), so that two folds (a running monitor and a rebuild) never interleave."""
-    row = session.get(m.Position, POSITION, with_for_update=True)
+    row = session.get(models.Position, POSITION, with_for_update=True)
     return row.seq if row else 0
 
 
@@ -60,7 +60,7 @@ def stream_of(session: Session) -> str:
     return _position(session).stream
 
 
-def apply(session: Session, event: ev.Event, seq: int) -> bool:
+def apply(session: Session, event: events.Event, seq: int) -> bool:
     """Fold one event at stream sequence ``seq``; False if it was already applied (whatever
     the order in which events and their redeliveries arrive)."""
     if _is_applied(session, seq):
@@ -95,19 +95,23 @@ def end_batch(session: Session) -> None:
 
 
 def prune(session: Session, now: datetime) -> None:
-    session.execute(delete(m.Rate).where(m.Rate.second < int(now.timestamp()) - RATE_RETENTION_S))
     session.execute(
-        delete(m.Rejection).where(m.Rejection.at < now - timedelta(seconds=REJECTION_RETENTION_S))
+        delete(models.Rate).where(models.Rate.second < int(now.timestamp()) - RATE_RETENTION_S)
+    )
+    session.execute(
+        delete(models.Rejection).where(
+            models.Rejection.at < now - timedelta(seconds=REJECTION_RETENTION_S)
+        )
     )
 
 
 def reset(session: Session) -> None:
     """Empty every projection table and rewind the position, for a rebuild. The position row
     is updated, not deleted, so that a monitor waiting on its lock reads the new value."""
-    for table in reversed(m.Base.metadata.sorted_tables):
-        if table is not m.Position.__table__:
+    for table in reversed(models.Base.metadata.sorted_tables):
+        if table is not models.Position.__table__:
             session.execute(table.delete())
-    row = _get(session, m.Position, POSITION)
+    row = _get(session, models.Position, POSITION)
     if row is not None:
         row.seq, row.latest_at = 0, None
     session.info.pop("rows", None)
@@ -123,7 +127,7 @@ def _applied(session: Session) -> set[int]:
     transaction); read once per transaction."""
     applied = session.info.get("applied")
     if applied is None:
-        stored = set(session.scalars(select(m.Applied.seq)))
+        stored = set(session.scalars(select(models.Applied.seq)))
         session.info["applied_stored"] = stored
         applied = session.info["applied"] = set(stored)
     return applied
@@ -147,9 +151,9 @@ def _settle_applied(session: Session) -> None:
     applied.difference_update([s for s in applied if s <= row.seq])
     stored: set[int] = session.info["applied_stored"]
     if stored - applied:
-        session.execute(delete(m.Applied).where(m.Applied.seq.in_(stored - applied)))
+        session.execute(delete(models.Applied).where(models.Applied.seq.in_(stored - applied)))
     for seq in applied - stored:
-        session.add(m.Applied(seq=seq))
+        session.add(models.Applied(seq=seq))
     session.info["applied_stored"] = set(applied)
 
 
@@ -159,7 +163,8 @@ def _settle_applied(session: Session) -> None:
 def _rows(session: Session) -> dict[tuple[type, tuple[Any, ...]], Any]:
     """The rows this batch touched, held strongly: the session's identity map is weak, and
     writer sessions do not autoflush, so every read of a row goes through here."""
-    return session.info.setdefault("rows", {})
+    rows: dict[tuple[type, tuple[Any, ...]], Any] = session.info.setdefault("rows", {})
+    return rows
 
 
 def _get(session: Session, cls: type[T], pk: Any) -> T | None:
@@ -167,28 +172,32 @@ def _get(session: Session, cls: type[T], pk: Any) -> T | None:
     rows = _rows(session)
     if key not in rows:
         rows[key] = session.get(cls, pk)
-    return rows[key]
+    row: T | None = rows[key]
+    return row
 
 
-def prefetch(session: Session, events: list[ev.Event]) -> None:
+def prefetch(session: Session, batch: list[events.Event]) -> None:
     """Load the versions and SOP instances a batch refers to in two queries (most are new:
     known absent)."""
-    refs = [(_ds_id(e), e.data) for e in events if isinstance(e.data, ev.InstanceRef)]
+    refs = [(_ds_id(e), e.data) for e in batch if isinstance(e.data, events.InstanceRef)]
     rows = _rows(session)
     keys = {data.key for _, data in refs}
-    found = {i.key: i for i in session.scalars(select(m.Instance).where(m.Instance.key.in_(keys)))}
+    found = {
+        i.key: i
+        for i in session.scalars(select(models.Instance).where(models.Instance.key.in_(keys)))
+    }
     for key in keys:
-        rows.setdefault((m.Instance, (key,)), found.get(key))
+        rows.setdefault((models.Instance, (key,)), found.get(key))
     uids = {data.sop_instance_uid for _, data in refs}
     sops = {
         (s.datashare, s.sop_instance_uid): s
         for s in session.scalars(
-            select(m.SopInstance).where(m.SopInstance.sop_instance_uid.in_(uids))
+            select(models.SopInstance).where(models.SopInstance.sop_instance_uid.in_(uids))
         )
     }
     for ds_id, data in refs:
         pk = (ds_id, data.sop_instance_uid)
-        rows.setdefault((m.SopInstance, pk), sops.get(pk))
+        rows.setdefault((models.SopInstance, pk), sops.get(pk))
 
 
 def _add(session: Session, row: Any) -> None:
@@ -197,19 +206,19 @@ def _add(session: Session, row: Any) -> None:
     _rows(session)[(type(row), pk)] = row
 
 
-def _position(session: Session) -> m.Position:
-    row = _get(session, m.Position, POSITION)
+def _position(session: Session) -> models.Position:
+    row = _get(session, models.Position, POSITION)
     if row is None:
-        row = m.Position(name=POSITION, seq=0, stream="")
+        row = models.Position(name=POSITION, seq=0, stream="")
         _add(session, row)
     return row
 
 
-def _datashare(session: Session, ds_id: str, at: datetime) -> m.Datashare:
+def _datashare(session: Session, ds_id: str, at: datetime) -> models.Datashare:
     """The datashare's row, created on the first event that names it."""
-    row = _get(session, m.Datashare, ds_id)
+    row = _get(session, models.Datashare, ds_id)
     if row is None:
-        row = m.Datashare(id=ds_id, ae_title=ds_id, created_at=at)
+        row = models.Datashare(id=ds_id, ae_title=ds_id, created_at=at)
         _zero(row)
         _add(session, row)
     if row.last_activity is None or at > row.last_activity:
@@ -224,11 +233,11 @@ def _zero(row: Any) -> None:
             setattr(row, column.key, column.default.arg)
 
 
-def _study(session: Session, ds_id: str, study_uid: str, at: datetime) -> m.Study:
-    row = _get(session, m.Study, (ds_id, study_uid))
+def _study(session: Session, ds_id: str, study_uid: str, at: datetime) -> models.Study:
+    row = _get(session, models.Study, (ds_id, study_uid))
     if row is None:
         # last_seen: of its instance.stored events only (set by them, folded before or after)
-        row = m.Study(datashare=ds_id, study_uid=study_uid, first_seen=at, last_seen=NEVER)
+        row = models.Study(datashare=ds_id, study_uid=study_uid, first_seen=at, last_seen=NEVER)
         _zero(row)
         _add(session, row)
         _datashare(session, ds_id, at).studies += 1
@@ -242,9 +251,9 @@ def _later(current: datetime | None, at: datetime) -> datetime:
 
 def _rate(session: Session, ds_id: str, kind: str, at: datetime, size: int) -> None:
     second = int(at.timestamp())
-    row = _get(session, m.Rate, (ds_id, kind, second))
+    row = _get(session, models.Rate, (ds_id, kind, second))
     if row is None:
-        row = m.Rate(datashare=ds_id, kind=kind, second=second, instances=0, bytes=0)
+        row = models.Rate(datashare=ds_id, kind=kind, second=second, instances=0, bytes=0)
         _add(session, row)
     row.instances += 1
     row.bytes += size
@@ -253,12 +262,14 @@ def _rate(session: Session, ds_id: str, kind: str, at: datetime, size: int) -> N
 # --- instances: versions (buffer keys) and the distinct SOP instances they belong to -----
 
 
-def _version(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.Instance:
+def _version(
+    session: Session, ds_id: str, data: events.InstanceRef, at: datetime
+) -> models.Instance:
     """The version's row, created by whichever of its events is folded first."""
-    inst = _get(session, m.Instance, data.key)
+    inst = _get(session, models.Instance, data.key)
     if inst is not None:
         return inst
-    inst = m.Instance(
+    inst = models.Instance(
         key=data.key, datashare=ds_id, study_uid=data.study_uid,
         sop_instance_uid=data.sop_instance_uid, size=data.size, state="pending",
         received_at=at, state_at=at, attempts=0, error="", destination="",
@@ -274,12 +285,14 @@ def _version(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -
     return inst
 
 
-def _sop(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.SopInstance:
+def _sop(
+    session: Session, ds_id: str, data: events.InstanceRef, at: datetime
+) -> models.SopInstance:
     """The distinct SOP instance; a new one is counted as received (and pending)."""
-    sop = _get(session, m.SopInstance, (ds_id, data.sop_instance_uid))
+    sop = _get(session, models.SopInstance, (ds_id, data.sop_instance_uid))
     if sop is not None:
         return sop
-    sop = m.SopInstance(
+    sop = models.SopInstance(
         datashare=ds_id, sop_instance_uid=data.sop_instance_uid, study_uid=data.study_uid,
         newest_key=data.key, newest_seq=0, state="pending", size=data.size, versions=0,
     )  # fmt: skip
@@ -293,7 +306,7 @@ def _sop(session: Session, ds_id: str, data: ev.InstanceRef, at: datetime) -> m.
     return sop
 
 
-def _state(inst: m.Instance) -> str:
+def _state(inst: models.Instance) -> str:
     """The version's state, from the latest sequence of each kind of event about it (so the
     same whatever order they were folded in). Delivered since it last arrived: uploaded (a
     late failure report of a parallel attempt, or a second retry request, never undoes a
@@ -311,12 +324,12 @@ def _state(inst: m.Instance) -> str:
     return "pending"
 
 
-def _changed(session: Session, inst: m.Instance, seq: int, at: datetime) -> None:
+def _changed(session: Session, inst: models.Instance, seq: int, at: datetime) -> None:
     """After one of the version's events: its state, and its SOP instance's counters."""
     if seq > inst.last_seq:
         inst.last_seq, inst.state_at = seq, at
     inst.state = _state(inst)
-    sop = _get(session, m.SopInstance, (inst.datashare, inst.sop_instance_uid))
+    sop = _get(session, models.SopInstance, (inst.datashare, inst.sop_instance_uid))
     assert sop is not None  # created with the version
     _study(session, sop.datashare, sop.study_uid, at)  # its first_seen: of any of its events
     if (inst.stored_seq, inst.key) >= (sop.newest_seq, sop.newest_key):
@@ -328,7 +341,7 @@ def _changed(session: Session, inst: m.Instance, seq: int, at: datetime) -> None
         _count(session, sop, state, inst.size, at)
 
 
-def _count(session: Session, sop: m.SopInstance, state: str, size: int, at: datetime) -> None:
+def _count(session: Session, sop: models.SopInstance, state: str, size: int, at: datetime) -> None:
     """Move the SOP instance to its newest version's state and size, keeping the
     datashare's and study's counters exact."""
     if (sop.state, sop.size) == (state, size):
@@ -347,12 +360,12 @@ def _count(session: Session, sop: m.SopInstance, state: str, size: int, at: date
 # --- associations ------------------------------------------------------------------------
 
 
-def _association(session: Session, ds_id: str, assoc_id: str, at: datetime) -> m.Association:
+def _association(session: Session, ds_id: str, assoc_id: str, at: datetime) -> models.Association:
     """The association's row, created (and counted) by whichever of its events comes first."""
     ds = _datashare(session, ds_id, at)
-    row = _get(session, m.Association, assoc_id)
+    row = _get(session, models.Association, assoc_id)
     if row is None:
-        row = m.Association(
+        row = models.Association(
             association_id=assoc_id, datashare=ds_id, calling_ae="", called_ae="",
             peer_host="", peer_port=0, state="active", instances=0, bytes=0, failures=0,
             reason="", reported_instances=0, reported_bytes=0, reported_failures=0,
@@ -362,7 +375,7 @@ def _association(session: Session, ds_id: str, assoc_id: str, at: datetime) -> m
     return row
 
 
-def _describe(row: m.Association, data: ev.AssociationRef) -> None:
+def _describe(row: models.Association, data: events.AssociationRef) -> None:
     row.calling_ae, row.called_ae = data.calling_ae, data.called_ae
     row.peer_host, row.peer_port = data.peer_host, data.peer_port
 
@@ -370,12 +383,12 @@ def _describe(row: m.Association, data: ev.AssociationRef) -> None:
 # --- handlers, one per event type --------------------------------------------------------
 
 
-def _ds_id(event: ev.Event) -> str:
-    return event.datashare or ev.NO_DATASHARE
+def _ds_id(event: events.Event) -> str:
+    return event.datashare or events.NO_DATASHARE
 
 
 def on_datashare_changed(
-    session: Session, event: ev.DatashareCreatedEvent | ev.DatashareUpdatedEvent, seq: int
+    session: Session, event: events.DatashareCreatedEvent | events.DatashareUpdatedEvent, seq: int
 ) -> None:
     info = event.data.datashare
     row = _datashare(session, info.id, event.time)
@@ -391,14 +404,14 @@ def on_datashare_changed(
     row.deidentification = "" if profile is None else profile.model_dump_json()
 
 
-def on_datashare_deleted(session: Session, event: ev.DatashareDeletedEvent, seq: int) -> None:
+def on_datashare_deleted(session: Session, event: events.DatashareDeletedEvent, seq: int) -> None:
     row = _datashare(session, event.data.id, event.time)
     if seq > row.changed_seq:
         row.changed_seq = seq
         row.deleted = True
 
 
-def on_association_opened(session: Session, event: ev.AssociationOpenedEvent, seq: int) -> None:
+def on_association_opened(session: Session, event: events.AssociationOpenedEvent, seq: int) -> None:
     row = _association(session, _ds_id(event), event.data.association_id, event.time)
     _describe(row, event.data)
     row.started_at = event.time
@@ -406,12 +419,14 @@ def on_association_opened(session: Session, event: ev.AssociationOpenedEvent, se
 
 
 def on_association_ended(
-    session: Session, event: ev.AssociationClosedEvent | ev.AssociationAbortedEvent, seq: int
+    session: Session,
+    event: events.AssociationClosedEvent | events.AssociationAbortedEvent,
+    seq: int,
 ) -> None:
     data = event.data
     row = _association(session, _ds_id(event), data.association_id, event.time)
     _describe(row, data)
-    row.state = "aborted" if isinstance(event, ev.AssociationAbortedEvent) else "closed"
+    row.state = "aborted" if isinstance(event, events.AssociationAbortedEvent) else "closed"
     row.ended_at = event.time
     if row.started_at is None:  # opened before the stream's retention, or not folded yet
         row.started_at = event.time
@@ -422,14 +437,16 @@ def on_association_ended(
     row.reason = getattr(data, "reason", "")
 
 
-def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent, seq: int) -> None:
+def on_association_rejected(
+    session: Session, event: events.AssociationRejectedEvent, seq: int
+) -> None:
     data = event.data
     # The receiver names no datashare when it rejects; if the AE titles select one (which
     # then refused the caller: disabled, calling AE title or address not allowed), count it.
     ds_id = event.datashare or _selected(session, data.calling_ae, data.called_ae)
     _add(
         session,
-        m.Rejection(
+        models.Rejection(
             seq=seq,
             at=event.time,
             datashare=ds_id,
@@ -440,9 +457,9 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
             reason_text=data.reason_text,
         ),
     )
-    total = _get(session, m.RejectionTotal, data.reason)
+    total = _get(session, models.RejectionTotal, data.reason)
     if total is None:
-        total = m.RejectionTotal(reason=data.reason, count=0)
+        total = models.RejectionTotal(reason=data.reason, count=0)
         _add(session, total)
     total.reason_text = data.reason_text
     total.count += 1
@@ -452,18 +469,19 @@ def on_association_rejected(session: Session, event: ev.AssociationRejectedEvent
 
 def _selected(session: Session, calling_ae: str, called_ae: str) -> str | None:
     session.flush()  # writer sessions do not autoflush
-    d = m.Datashare
-    title = func.upper(func.trim(d.ae_title))  # compared ignoring case and surrounding spaces
+    datashare = models.Datashare
+    # Compared ignoring case and surrounding spaces.
+    title = func.upper(func.trim(datashare.ae_title))
     return session.scalars(
-        select(d.id).where(
-            d.deleted.is_(False),
-            ((d.match == "called") & (title == called_ae.strip().upper()))
-            | ((d.match == "calling") & (title == calling_ae.strip().upper())),
+        select(datashare.id).where(
+            datashare.deleted.is_(False),
+            ((datashare.match == "called") & (title == called_ae.strip().upper()))
+            | ((datashare.match == "calling") & (title == calling_ae.strip().upper())),
         )
     ).first()
 
 
-def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int) -> None:
+def on_instance_stored(session: Session, event: events.InstanceStoredEvent, seq: int) -> None:
     ds_id, data, at = _ds_id(event), event.data, event.time
     inst = _version(session, ds_id, data, at)
     if not inst.stored_seq:  # its first arrival
@@ -484,7 +502,7 @@ def on_instance_stored(session: Session, event: ev.InstanceStoredEvent, seq: int
     assoc.last_instance_at = _later(assoc.last_instance_at, at)
 
 
-def on_instance_refused(session: Session, event: ev.InstanceRefusedEvent, seq: int) -> None:
+def on_instance_refused(session: Session, event: events.InstanceRefusedEvent, seq: int) -> None:
     ds = _datashare(session, _ds_id(event), event.time)
     data = event.data
     ds.refused += 1
@@ -493,20 +511,20 @@ def on_instance_refused(session: Session, event: ev.InstanceRefusedEvent, seq: i
         ds.last_refused_at = event.time
     if data.reason == "buffer_full":
         ds.last_buffer_full_at = _later(ds.last_buffer_full_at, event.time)
-    row = _get(session, m.Refusal, (ds.id, data.reason))
+    row = _get(session, models.Refusal, (ds.id, data.reason))
     if row is None:
-        row = m.Refusal(datashare=ds.id, reason=data.reason, count=0, last_at=event.time)
+        row = models.Refusal(datashare=ds.id, reason=data.reason, count=0, last_at=event.time)
         _add(session, row)
     row.count += 1
     if event.time >= row.last_at:
         row.last_at = event.time
         row.last_detail = data.detail
-    assoc = _get(session, m.Association, data.association_id)
+    assoc = _get(session, models.Association, data.association_id)
     if assoc is not None:
         assoc.failures += 1
 
 
-def on_instance_uploaded(session: Session, event: ev.InstanceUploadedEvent, seq: int) -> None:
+def on_instance_uploaded(session: Session, event: events.InstanceUploadedEvent, seq: int) -> None:
     ds_id, at = _ds_id(event), event.time
     inst = _version(session, ds_id, event.data, at)
     if not event.data.already_present:  # (a repeated report of a delivery counted before)
@@ -523,13 +541,15 @@ def on_instance_uploaded(session: Session, event: ev.InstanceUploadedEvent, seq:
         ds.deidentified += 1
 
 
-def on_instance_superseded(session: Session, event: ev.InstanceSupersededEvent, seq: int) -> None:
+def on_instance_superseded(
+    session: Session, event: events.InstanceSupersededEvent, seq: int
+) -> None:
     inst = _version(session, _ds_id(event), event.data, event.time)
     inst.superseded_seq = max(inst.superseded_seq, seq)
     _changed(session, inst, seq, event.time)
 
 
-def on_instance_failed(session: Session, event: ev.InstanceFailedEvent, seq: int) -> None:
+def on_instance_failed(session: Session, event: events.InstanceFailedEvent, seq: int) -> None:
     ds_id, at = _ds_id(event), event.time
     inst = _version(session, ds_id, event.data, at)
     inst.attempts = max(inst.attempts, event.data.attempt)
@@ -540,7 +560,7 @@ def on_instance_failed(session: Session, event: ev.InstanceFailedEvent, seq: int
 
 
 def on_instance_dead_lettered(
-    session: Session, event: ev.InstanceDeadLetteredEvent, seq: int
+    session: Session, event: events.InstanceDeadLetteredEvent, seq: int
 ) -> None:
     ds_id, at = _ds_id(event), event.time
     inst = _version(session, ds_id, event.data, at)
@@ -555,7 +575,7 @@ def on_instance_dead_lettered(
 
 
 def _failure(
-    session: Session, inst: m.Instance, error: str, destination: str, seq: int, at: datetime
+    session: Session, inst: models.Instance, error: str, destination: str, seq: int, at: datetime
 ) -> None:
     """The latest failure's error, on the version and its datashare."""
     if seq > max(inst.uploaded_seq, inst.failed_seq, inst.dead_seq):
@@ -565,24 +585,28 @@ def _failure(
         ds.last_error, ds.last_failure_at = error, at
 
 
-def on_retry_requested(session: Session, event: ev.InstanceRetryRequestedEvent, seq: int) -> None:
+def on_retry_requested(
+    session: Session, event: events.InstanceRetryRequestedEvent, seq: int
+) -> None:
     # The quarantine key is the buffer key under a prefix (keys.quarantine_key); the version
     # may not be dead yet here, if its dead letter is folded later: it then stays retried.
     qkey = event.data.quarantine_key
     session.flush()  # writer sessions do not autoflush
-    keys = set(session.scalars(select(m.Instance.key).where(m.Instance.quarantine_key == qkey)))
+    keys = set(
+        session.scalars(select(models.Instance.key).where(models.Instance.quarantine_key == qkey))
+    )
     keys.add(qkey.removeprefix("quarantine/"))
     for key in keys:
-        inst = _get(session, m.Instance, key)
+        inst = _get(session, models.Instance, key)
         if inst is not None:
             inst.retry_seq = max(inst.retry_seq, seq)
             _changed(session, inst, seq, event.time)
 
 
-def on_buffer_usage(session: Session, event: ev.BufferUsageEvent, seq: int) -> None:
-    row = _get(session, m.Buffer, 1)
+def on_buffer_usage(session: Session, event: events.BufferUsageEvent, seq: int) -> None:
+    row = _get(session, models.Buffer, 1)
     if row is None:
-        row = m.Buffer(id=1, at=event.time)
+        row = models.Buffer(id=1, at=event.time)
         _add(session, row)
     elif row.at > event.time:  # an older report from a slower receiver
         return
@@ -591,7 +615,7 @@ def on_buffer_usage(session: Session, event: ev.BufferUsageEvent, seq: int) -> N
     row.quota_bytes, row.refusing, row.at = data.quota_bytes, data.refusing, event.time
 
 
-def on_orphan_removed(session: Session, event: ev.BufferOrphanRemovedEvent, seq: int) -> None:
+def on_orphan_removed(session: Session, event: events.BufferOrphanRemovedEvent, seq: int) -> None:
     if event.datashare is None:  # not a key the receiver wrote: nothing to count it under
         return
     ds = _datashare(session, event.datashare, event.time)
@@ -600,13 +624,13 @@ def on_orphan_removed(session: Session, event: ev.BufferOrphanRemovedEvent, seq:
     ds.last_orphan_removed_at = _later(ds.last_orphan_removed_at, event.time)
 
 
-def on_receiver_heartbeat(session: Session, event: ev.ReceiverHeartbeatEvent, seq: int) -> None:
+def on_receiver_heartbeat(session: Session, event: events.ReceiverHeartbeatEvent, seq: int) -> None:
     """The receiver's lease: its latest heartbeat (whether it has expired is read at status
     time: see ``status.lease_clock``)."""
     data = event.data
-    row = _get(session, m.Receiver, data.receiver)
+    row = _get(session, models.Receiver, data.receiver)
     if row is None:
-        row = m.Receiver(
+        row = models.Receiver(
             receiver=data.receiver,
             started_at=data.started_at,
             last_seen=event.time,

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from edge_core.topology import MONITOR_CONSUMER, UPLOADER_CONSUMER
-from edge_monitor import models as m
+from edge_monitor import models
 from edge_monitor.backlog import Backlog
 from edge_monitor.config import MonitorSettings
 from edge_monitor.projections import POSITION
@@ -28,21 +28,25 @@ ORPHANS_NOTICE_S = 24 * 3600
 def status(
     session: Session, settings: MonitorSettings, now: datetime, backlog: Backlog | None = None
 ) -> dict[str, Any]:
-    buffer = session.get(m.Buffer, 1)
+    buffer = session.get(models.Buffer, 1)
     receivers = session.scalars(
-        select(m.Receiver).order_by(m.Receiver.started_at, m.Receiver.receiver)
+        select(models.Receiver).order_by(models.Receiver.started_at, models.Receiver.receiver)
     ).all()
     gone = gone_receivers(receivers, lease_clock(session, now, backlog))
     datashares = [
         datashare_status(session, ds, settings, now, buffer, gone)
         for ds in session.scalars(
-            select(m.Datashare).where(m.Datashare.deleted.is_(False)).order_by(m.Datashare.id)
+            select(models.Datashare)
+            .where(models.Datashare.deleted.is_(False))
+            .order_by(models.Datashare.id)
         )
     ]
-    known = session.scalars(select(m.Datashare).where(m.Datashare.deleted.is_(False))).all()
+    known = session.scalars(
+        select(models.Datashare).where(models.Datashare.deleted.is_(False))
+    ).all()
     since = now - timedelta(seconds=settings.monitor_rejections_window_s)
     rejected = rejections(session, since, known)
-    position = session.get(m.Position, POSITION)
+    position = session.get(models.Position, POSITION)
     doc: dict[str, Any] = {
         "generated_at": now,
         "datashares": datashares,
@@ -60,7 +64,7 @@ def status(
 def _lag(backlog: Backlog | None, consumer: str) -> dict[str, Any]:
     lag = backlog.consumers.get(consumer) if backlog else None
     if lag is None:
-        return {"backlog": None, "pending": None, "ack_pending": None}
+        return {"backlog": None, "pending": None, "ack_pending": None, "redelivered": None}
     return {"backlog": lag.pending + lag.ack_pending, **asdict(lag)}
 
 
@@ -69,13 +73,13 @@ def lease_clock(session: Session, now: datetime, backlog: Backlog | None) -> dat
     still to fold (their heartbeats may be among them), the newest event time it has folded,
     so that catching up on a backlog does not show live receivers' associations aborted."""
     lag = backlog.consumers.get(MONITOR_CONSUMER) if backlog else None
-    position = session.get(m.Position, POSITION)
+    position = session.get(models.Position, POSITION)
     if lag is None or lag.pending + lag.ack_pending == 0 or position is None:
         return now
     return min(now, position.latest_at or now)
 
 
-def gone_receivers(receivers: Sequence[m.Receiver], clock: datetime) -> dict[str, datetime]:
+def gone_receivers(receivers: Sequence[models.Receiver], clock: datetime) -> dict[str, datetime]:
     """Receiver processes whose lease expired (killed, or their host down), with their last
     heartbeat: the associations they left active are shown aborted."""
     return {
@@ -86,7 +90,7 @@ def gone_receivers(receivers: Sequence[m.Receiver], clock: datetime) -> dict[str
 
 
 def receivers_status(
-    receivers: Sequence[m.Receiver], gone: dict[str, datetime], now: datetime
+    receivers: Sequence[models.Receiver], gone: dict[str, datetime], now: datetime
 ) -> list[dict[str, Any]]:
     """Those alive, and those gone lately."""
     return [
@@ -101,7 +105,7 @@ def receivers_status(
     ]
 
 
-def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:
+def buffer_status(buffer: models.Buffer | None) -> dict[str, Any]:
     if buffer is None:
         return {"reported": False, "used_bytes": None, "quota_bytes": None, "objects": None,
                 "used_fraction": None, "refusing": False, "reported_at": None}  # fmt: skip
@@ -119,45 +123,20 @@ def buffer_status(buffer: m.Buffer | None) -> dict[str, Any]:
 
 def datashare_status(
     session: Session,
-    ds: m.Datashare,
+    ds: models.Datashare,
     settings: MonitorSettings,
     now: datetime,
-    buffer: m.Buffer | None,
+    buffer: models.Buffer | None,
     gone: dict[str, datetime] | None = None,
     backlog: Backlog | None = None,
 ) -> dict[str, Any]:
     if gone is None:
         clock = lease_clock(session, now, backlog)
-        gone = gone_receivers(session.scalars(select(m.Receiver)).all(), clock)
-    still_open = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds.id, m.Association.state == "active")
-        .order_by(m.Association.started_at)
+        gone = gone_receivers(session.scalars(select(models.Receiver)).all(), clock)
+    active, recent = _associations(session, ds.id, settings.monitor_recent_associations, gone)
+    refusals = session.scalars(
+        select(models.Refusal).where(models.Refusal.datashare == ds.id)
     ).all()
-    active = [_association(a) for a in still_open if a.receiver not in gone]
-    ghosts = [_ghost(a, gone[a.receiver]) for a in still_open if a.receiver in gone]
-    ended = session.scalars(
-        select(m.Association)
-        .where(m.Association.datashare == ds.id, m.Association.ended_at.is_not(None))
-        .order_by(m.Association.ended_at.desc())
-        .limit(settings.monitor_recent_associations)
-    ).all()
-    recent = sorted(
-        [*ghosts, *map(_association, ended)], key=lambda a: a["ended_at"], reverse=True
-    )[: settings.monitor_recent_associations]
-    studies = session.scalars(
-        select(m.Study)
-        .where(m.Study.datashare == ds.id)
-        .order_by(m.Study.last_seen.desc())
-        .limit(settings.monitor_studies_listed)
-    ).all()
-    refusals = session.scalars(select(m.Refusal).where(m.Refusal.datashare == ds.id)).all()
-    oldest_waiting = session.scalar(
-        select(func.min(m.Instance.received_at)).where(
-            m.Instance.datashare == ds.id, m.Instance.state == "pending"
-        )
-    )
-    quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
     doc: dict[str, Any] = {
         "id": ds.id,
         "description": ds.description,
@@ -195,18 +174,7 @@ def datashare_status(
         "associations": {"active": active, "recent": recent},
         "studies_total": ds.studies,
         "studies_quiet_after_s": settings.monitor_quiet_after_s,
-        "studies": [
-            {
-                "study_uid": s.study_uid,
-                "instances_received": s.received,
-                "instances_uploaded": s.uploaded,
-                "instances_failed": s.failing + s.dead,
-                "first_seen": s.first_seen,
-                "last_seen": s.last_seen,
-                "quiet": now - s.last_seen >= quiet_after,
-            }
-            for s in studies
-        ],
+        "studies": _studies(session, ds.id, settings, now),
         "first_received_at": ds.first_received_at,
         "last_received_at": ds.last_received_at,
         "last_uploaded_at": ds.last_uploaded_at,
@@ -218,9 +186,67 @@ def datashare_status(
         "orphan_bytes_removed": ds.orphan_bytes_removed,
         "last_orphan_removed_at": ds.last_orphan_removed_at,
     }
-    verdict, reason = health(ds, doc, oldest_waiting, buffer, settings, now)
+    verdict, reason = health(ds, doc, _oldest_waiting(session, ds.id), buffer, settings, now)
     doc["health"] = {"verdict": verdict, "reason": reason}
     return doc
+
+
+def _associations(
+    session: Session, ds_id: str, recent_listed: int, gone: dict[str, datetime]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The datashare's open associations (oldest first) and its latest ended ones, those
+    that a receiver now gone left open among them (ended when it did)."""
+    still_open = session.scalars(
+        select(models.Association)
+        .where(models.Association.datashare == ds_id, models.Association.state == "active")
+        .order_by(models.Association.started_at)
+    ).all()
+    active = [_association(a) for a in still_open if a.receiver not in gone]
+    ghosts = [_ghost(a, gone[a.receiver]) for a in still_open if a.receiver in gone]
+    ended = session.scalars(
+        select(models.Association)
+        .where(models.Association.datashare == ds_id, models.Association.ended_at.is_not(None))
+        .order_by(models.Association.ended_at.desc())
+        .limit(recent_listed)
+    ).all()
+    recent = sorted(
+        [*ghosts, *map(_association, ended)], key=lambda a: a["ended_at"], reverse=True
+    )[:recent_listed]
+    return active, recent
+
+
+def _studies(
+    session: Session, ds_id: str, settings: MonitorSettings, now: datetime
+) -> list[dict[str, Any]]:
+    """The latest studies, each with whether it has gone quiet."""
+    quiet_after = timedelta(seconds=settings.monitor_quiet_after_s)
+    studies = session.scalars(
+        select(models.Study)
+        .where(models.Study.datashare == ds_id)
+        .order_by(models.Study.last_seen.desc())
+        .limit(settings.monitor_studies_listed)
+    ).all()
+    return [
+        {
+            "study_uid": s.study_uid,
+            "instances_received": s.received,
+            "instances_uploaded": s.uploaded,
+            "instances_failed": s.failing + s.dead,
+            "first_seen": s.first_seen,
+            "last_seen": s.last_seen,
+            "quiet": now - s.last_seen >= quiet_after,
+        }
+        for s in studies
+    ]
+
+
+def _oldest_waiting(session: Session, ds_id: str) -> datetime | None:
+    """When the longest-waiting instance still in the buffer was received."""
+    return session.scalar(
+        select(func.min(models.Instance.received_at)).where(
+            models.Instance.datashare == ds_id, models.Instance.state == "pending"
+        )
+    )
 
 
 def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[str, float]:
@@ -229,10 +255,13 @@ def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[
     since = int(now.timestamp() - window_s)
     rows = session.execute(
         select(
-            m.Rate.kind, func.sum(m.Rate.instances), func.sum(m.Rate.bytes), func.min(m.Rate.second)
+            models.Rate.kind,
+            func.sum(models.Rate.instances),
+            func.sum(models.Rate.bytes),
+            func.min(models.Rate.second),
         )
-        .where(m.Rate.datashare == ds_id, m.Rate.second > since)
-        .group_by(m.Rate.kind)
+        .where(models.Rate.datashare == ds_id, models.Rate.second > since)
+        .group_by(models.Rate.kind)
     ).all()
     doc: dict[str, float] = {"window_s": window_s}
     for kind in ("received", "uploaded"):
@@ -243,7 +272,7 @@ def rates(session: Session, ds_id: str, now: datetime, window_s: float) -> dict[
     return doc
 
 
-def _association(a: m.Association) -> dict[str, Any]:
+def _association(a: models.Association) -> dict[str, Any]:
     return {
         "association_id": a.association_id,
         "calling_ae": a.calling_ae,
@@ -262,7 +291,7 @@ def _association(a: m.Association) -> dict[str, Any]:
     }
 
 
-def _ghost(a: m.Association, last_seen: datetime) -> dict[str, Any]:
+def _ghost(a: models.Association, last_seen: datetime) -> dict[str, Any]:
     """An association its receiver left active: it ended when the receiver did."""
     return _association(a) | {
         "state": "aborted",
@@ -271,29 +300,48 @@ def _ghost(a: m.Association, last_seen: datetime) -> dict[str, Any]:
     }
 
 
+Verdict = tuple[str, str]
+
+
 def health(
-    ds: m.Datashare,
+    ds: models.Datashare,
     doc: dict[str, Any],
     oldest_waiting: datetime | None,
-    buffer: m.Buffer | None,
+    buffer: models.Buffer | None,
     settings: MonitorSettings,
     now: datetime,
-) -> tuple[str, str]:
+) -> Verdict:
     """The verdict, worst first: refusing, failing, stalled, receiving, idle."""
     recent = now - timedelta(seconds=settings.monitor_idle_after_s)
-    stalled_after = timedelta(seconds=settings.monitor_stalled_after_s)
+    return (
+        _refusing(ds, buffer, recent)
+        or _failing(ds, recent, settings.monitor_idle_after_s)
+        or _stalled(ds, doc["instances_pending"], oldest_waiting, settings, now)
+        or _receiving_or_idle(ds, doc, recent, now)
+    )
+
+
+def _refusing(
+    ds: models.Datashare, buffer: models.Buffer | None, recent: datetime
+) -> Verdict | None:
+    """The buffer is full now, or was recently and has not reported since."""
     full_at = ds.last_buffer_full_at
     full_recently = full_at is not None and full_at >= recent
-    if (buffer is not None and buffer.refusing) or (
+    if not (buffer is not None and buffer.refusing) and not (
         full_at is not None and full_recently and (buffer is None or buffer.at < full_at)
     ):
-        usage = ""
-        if buffer is not None and buffer.quota_bytes:
-            usage = f" ({_size(buffer.used_bytes)} of {_size(buffer.quota_bytes)})"
-        return "refusing", (
-            f"The buffer is full{usage}: new instances are refused with 'Out of Resources' "
-            "(the PACS should retry) until the uploader drains it."
-        )
+        return None
+    usage = ""
+    if buffer is not None and buffer.quota_bytes:
+        usage = f" ({_size(buffer.used_bytes)} of {_size(buffer.quota_bytes)})"
+    return "refusing", (
+        f"The buffer is full{usage}: new instances are refused with 'Out of Resources' "
+        "(the PACS should retry) until the uploader drains it."
+    )
+
+
+def _failing(ds: models.Datashare, recent: datetime, idle_after_s: float) -> Verdict | None:
+    """Dead letters, deliveries being retried, or instances refused recently."""
     if ds.dead:
         return "failing", (
             f"{ds.dead} instance(s) could not be delivered and were dead-lettered "
@@ -310,21 +358,39 @@ def health(
         and (ds.last_refused_reason != "buffer_full")
     ):
         return "failing", (
-            f"The receiver refused instances in the last {_duration(settings.monitor_idle_after_s)}"
+            f"The receiver refused instances in the last {_duration(idle_after_s)}"
             f" ({ds.last_refused_reason.replace('_', ' ')})."
         )
-    if oldest_waiting is not None:
-        progress = max(oldest_waiting, ds.last_uploaded_at or oldest_waiting)
-        if now - progress >= stalled_after:
-            since = (
-                f"nothing was uploaded for {_duration((now - ds.last_uploaded_at).total_seconds())}"
-                if ds.last_uploaded_at
-                else "nothing has been uploaded yet"
-            )
-            return "stalled", (
-                f"{doc['instances_pending']} instance(s) are waiting in the buffer and {since}: "
-                "is the uploader running, and the destination reachable?"
-            )
+    return None
+
+
+def _stalled(
+    ds: models.Datashare,
+    pending: int,
+    oldest_waiting: datetime | None,
+    settings: MonitorSettings,
+    now: datetime,
+) -> Verdict | None:
+    """Instances have waited in the buffer, and nothing was uploaded, for too long."""
+    if oldest_waiting is None:
+        return None
+    progress = max(oldest_waiting, ds.last_uploaded_at or oldest_waiting)
+    if now - progress < timedelta(seconds=settings.monitor_stalled_after_s):
+        return None
+    since = (
+        f"nothing was uploaded for {_duration((now - ds.last_uploaded_at).total_seconds())}"
+        if ds.last_uploaded_at
+        else "nothing has been uploaded yet"
+    )
+    return "stalled", (
+        f"{pending} instance(s) are waiting in the buffer and {since}: "
+        "is the uploader running, and the destination reachable?"
+    )
+
+
+def _receiving_or_idle(
+    ds: models.Datashare, doc: dict[str, Any], recent: datetime, now: datetime
+) -> Verdict:
     rate = doc["rate"]
     if ds.last_received_at is not None and ds.last_received_at >= recent:
         return "receiving", (
@@ -343,26 +409,32 @@ def health(
 
 
 def rejections(
-    session: Session, since: datetime, known: Sequence[m.Datashare] = ()
+    session: Session, since: datetime, known: Sequence[models.Datashare] = ()
 ) -> list[dict[str, Any]]:
     """Rejected associations since ``since``, grouped by who called whom from where, each
     with a suggestion from the ``known`` datashares when its AE title was nearly right."""
-    r = m.Rejection
+    rejection = models.Rejection
     rows = session.execute(
         select(
-            r.calling_ae,
-            r.called_ae,
-            r.peer_host,
-            r.reason,
-            r.datashare,
-            func.max(r.reason_text),
+            rejection.calling_ae,
+            rejection.called_ae,
+            rejection.peer_host,
+            rejection.reason,
+            rejection.datashare,
+            func.max(rejection.reason_text),
             func.count(),
-            func.min(r.at),
-            func.max(r.at),
+            func.min(rejection.at),
+            func.max(rejection.at),
         )
-        .where(r.at >= since)
-        .group_by(r.calling_ae, r.called_ae, r.peer_host, r.reason, r.datashare)
-        .order_by(func.max(r.at).desc())
+        .where(rejection.at >= since)
+        .group_by(
+            rejection.calling_ae,
+            rejection.called_ae,
+            rejection.peer_host,
+            rejection.reason,
+            rejection.datashare,
+        )
+        .order_by(func.max(rejection.at).desc())
     ).all()
     return [
         {
@@ -403,11 +475,11 @@ def explain_rejection(
 SUGGEST_DISTANCE = 2
 
 
-def suggest(calling: str, called: str, known: Sequence[m.Datashare]) -> dict[str, Any] | None:
+def suggest(calling: str, called: str, known: Sequence[models.Datashare]) -> dict[str, Any] | None:
     """The datashare whose AE title the caller most likely meant: the same but for case or
     surrounding spaces (a receiver that compares exactly rejected it), or a few characters
     off; compared with the called AE title, or the calling one for a calling-mode share."""
-    best: tuple[int, m.Datashare] | None = None
+    best: tuple[int, models.Datashare] | None = None
     for ds in known:
         used = calling if ds.match == "calling" else called
         title = _normal(ds.ae_title)
@@ -473,9 +545,9 @@ def problems(doc: dict[str, Any]) -> list[str]:
 def dead_letters(
     session: Session, datashare: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    query = select(m.Instance).where(m.Instance.state == "dead")
+    query = select(models.Instance).where(models.Instance.state == "dead")
     if datashare is not None:
-        query = query.where(m.Instance.datashare == datashare)
+        query = query.where(models.Instance.datashare == datashare)
     return [
         {
             "datashare": i.datashare,
@@ -489,7 +561,7 @@ def dead_letters(
             "destination": i.destination,
             "dead_lettered_at": i.state_at,
         }
-        for i in session.scalars(query.order_by(m.Instance.state_at.desc()).limit(limit))
+        for i in session.scalars(query.order_by(models.Instance.state_at.desc()).limit(limit))
     ]
 
 

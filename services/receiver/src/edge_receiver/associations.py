@@ -47,7 +47,35 @@ class Session:
     failures: int = 0
 
 
-Sessions = weakref.WeakKeyDictionary[Association, Session]
+class Sessions:
+    """The accepted associations and their sessions: admitted here (within the limit of
+    association slots), read by the C-STORE handler, and ended here by exactly one of
+    released, aborted or connection closed. Weakly keyed: pynetdicom owns the associations."""
+
+    def __init__(self, max_associations: int) -> None:
+        # Accepted associations at once; pending connections never count.
+        self.max_associations = max_associations
+        self._by_association = weakref.WeakKeyDictionary[Association, Session]()
+        self._lock = threading.Lock()
+
+    def admit(self, assoc: Association, session: Session) -> bool:
+        """Take a slot for ``assoc``; False when every slot is taken."""
+        with self._lock:
+            if len(self._by_association) >= self.max_associations:
+                return False
+            self._by_association[assoc] = session
+            return True
+
+    def get(self, assoc: Association) -> Session | None:
+        return self._by_association.get(assoc)
+
+    def end(self, assoc: Association) -> Session | None:
+        """Free the slot; the session, to the one caller that ends it (None to the others)."""
+        with self._lock:
+            return self._by_association.pop(assoc, None)
+
+    def __len__(self) -> int:
+        return len(self._by_association)
 
 
 @dataclass(frozen=True)
@@ -57,9 +85,6 @@ class AssociationDeps:
     sessions: Sessions
     receiver_ae_title: str
     receiver_name: str
-    # Accepted associations at once (sessions); pending connections never count.
-    max_associations: int = 32
-    slots: threading.Lock = field(default_factory=threading.Lock)
 
 
 def handle_requested(event: Event, deps: AssociationDeps) -> None:
@@ -108,11 +133,7 @@ def handle_requested(event: Event, deps: AssociationDeps) -> None:
             peer_port=peer_port,
         ),
     )
-    with deps.slots:
-        full = len(deps.sessions) >= deps.max_associations
-        if not full:
-            deps.sessions[assoc] = session
-    if full:
+    if not deps.sessions.admit(assoc, session):
         reason_text = "local limit exceeded (too many associations)"
         log.warning("rejecting association from %s:%s: %s", peer_host, peer_port, reason_text)
         deps.bus.announce(
@@ -141,14 +162,14 @@ def reject(assoc: Association, result: int, source: int, reason: int) -> None:
 def handle_rejected(event: Event, deps: AssociationDeps) -> None:
     """EVT_REJECTED: pynetdicom's own rejections (e.g. too many associations)."""
     assoc = event.assoc
-    session = deps.sessions.pop(assoc, None)
-    rj = assoc.acceptor.primitive
-    if session is None or rj is None:
+    session = deps.sessions.end(assoc)
+    rejection = assoc.acceptor.primitive
+    if session is None or rejection is None:
         return
     reason_text = (
         "local limit exceeded (too many associations)"
-        if (rj.result_source, rj.diagnostic) == (3, 2)
-        else REASON_TEXT.get(rj.diagnostic or 0, "rejected")
+        if (rejection.result_source, rejection.diagnostic) == (3, 2)
+        else REASON_TEXT.get(rejection.diagnostic or 0, "rejected")
     )
     log.warning("rejected association from %s: %s", session.ref.peer_host, reason_text)
     deps.bus.announce(
@@ -158,9 +179,9 @@ def handle_rejected(event: Event, deps: AssociationDeps) -> None:
                 called_ae=session.ref.called_ae,
                 peer_host=session.ref.peer_host,
                 peer_port=session.ref.peer_port,
-                result=rj.result or 1,
-                source=rj.result_source or 1,
-                reason=rj.diagnostic or 1,
+                result=rejection.result or 1,
+                source=rejection.result_source or 1,
+                reason=rejection.diagnostic or 1,
                 reason_text=reason_text,
             )
         )
@@ -204,7 +225,7 @@ def _closed(session: Session) -> AssociationClosed:
 
 def handle_released(event: Event, deps: AssociationDeps) -> None:
     # Popping the session is what makes exactly one of released/aborted/closed report it.
-    session = deps.sessions.pop(event.assoc, None)
+    session = deps.sessions.end(event.assoc)
     if session is None:
         return
     log.info(
@@ -218,7 +239,7 @@ def handle_released(event: Event, deps: AssociationDeps) -> None:
 
 
 def _aborted(assoc: Association, deps: AssociationDeps, reason: str) -> None:
-    session = deps.sessions.pop(assoc, None)
+    session = deps.sessions.end(assoc)
     if session is None:
         return
     log.warning(

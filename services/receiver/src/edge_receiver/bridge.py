@@ -1,14 +1,15 @@
 """The asyncio side of the receiver (NATS, the datashare table, buffer accounting) runs in
-one event loop on a background thread; pynetdicom's handlers are synchronous and run in
-each association's thread, so they call into the loop through this bridge."""
+one event loop on a background thread, behind an anyio blocking portal; pynetdicom's
+handlers are synchronous and run in each association's thread, so they call into the loop
+through the portal."""
 
 import asyncio
 import concurrent.futures
 import logging
-import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from functools import partial
+from typing import Any
 
+from anyio.from_thread import BlockingPortal
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
@@ -18,36 +19,20 @@ from edge_core.events import _Envelope
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 
 class BusUnavailable(Exception):
     """NATS is not connected: refuse now rather than queue an event we cannot confirm."""
-
-
-class LoopThread:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="edge-loop", daemon=True)
-        self._thread.start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None) -> T:
-        return self.submit(coro).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
 
 
 class Bus:
     """Publishing events from synchronous code, on one NATS connection shared by every
     association."""
 
-    def __init__(self, loop: LoopThread, nc: Client, js: JetStreamContext, timeout: float) -> None:
-        self.loop, self.nc, self.js, self.timeout = loop, nc, js, timeout
+    def __init__(
+        self, portal: BlockingPortal, nc: Client, js: JetStreamContext, timeout: float
+    ) -> None:
+        self.portal, self.nc, self.js, self.timeout = portal, nc, js, timeout
+        self._in_loop: set[asyncio.Task[PubAck]] = set()
 
     def ensure_connected(self) -> None:
         if not self.nc.is_connected:
@@ -57,7 +42,8 @@ class Bus:
         """Publish and wait for JetStream's acknowledgement. Raises on any failure (the
         caller refuses the instance)."""
         self.ensure_connected()
-        return self.loop.call(bus.publish(self.js, event, timeout=self.timeout), self.timeout + 1)
+        sent = self.portal.start_task_soon(partial(bus.publish, self.js, event, self.timeout))
+        return sent.result(self.timeout + 1)
 
     def announce(self, event: _Envelope) -> None:
         """Publish without waiting (association and buffer events: informative, and an
@@ -66,7 +52,7 @@ class Bus:
             log.warning("NATS is down: %s event not published", event.type)
             return
 
-        def done(future: concurrent.futures.Future[Any]) -> None:
+        def done(future: "concurrent.futures.Future[Any] | asyncio.Future[Any]") -> None:
             if not future.cancelled() and future.exception() is not None:
                 log.warning(
                     "could not publish %s: %s",
@@ -74,4 +60,13 @@ class Bus:
                     future.exception(),
                 )
 
-        self.loop.submit(bus.publish(self.js, event, timeout=self.timeout)).add_done_callback(done)
+        publish = partial(bus.publish, self.js, event, self.timeout)
+        try:
+            loop = asyncio.get_running_loop()  # the loop's own thread (the buffer watch)
+        except RuntimeError:  # an association's thread: through the portal
+            self.portal.start_task_soon(publish).add_done_callback(done)
+            return
+        task = loop.create_task(publish())
+        self._in_loop.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._in_loop.discard)
+        task.add_done_callback(done)

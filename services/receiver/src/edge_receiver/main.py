@@ -1,7 +1,7 @@
-"""Wiring: NATS and the datashare table in a background event loop, the buffer, the quota,
-and the hardened pynetdicom server with its handlers."""
+"""Wiring: NATS and the datashare table in a background event loop (an anyio blocking
+portal), the buffer, the quota, and the hardened pynetdicom server with its handlers; one
+``ExitStack`` holds what was started, so that stopping undoes it in reverse."""
 
-import asyncio
 import logging
 import os
 import signal
@@ -9,12 +9,15 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 from nats.aio.client import Client
 from pynetdicom import _config, evt
 
@@ -23,6 +26,7 @@ from edge_core.datashare_table import DatashareTable
 from edge_core.events import BufferUsage, BufferUsageEvent
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
+from edge_core.retrying import until_ready
 from edge_receiver.associations import (
     AssociationDeps,
     Sessions,
@@ -34,7 +38,7 @@ from edge_receiver.associations import (
     handle_released,
     handle_requested,
 )
-from edge_receiver.bridge import Bus, LoopThread
+from edge_receiver.bridge import Bus
 from edge_receiver.config import ReceiverSettings
 from edge_receiver.heartbeat import heartbeat, receiver_name
 from edge_receiver.quota import BufferQuota, default_quota, watch_buffer
@@ -49,9 +53,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Receiver:
     server: EdgeServer
-    loop: LoopThread
     nc: Client
-    tasks: list["asyncio.Task[None]"]  # held: the loop keeps only weak references
+    # What start() set up before the server (NATS, the event loop), undone in reverse.
+    started: ExitStack
 
     @property
     def port(self) -> int:
@@ -65,113 +69,122 @@ class Receiver:
             time.sleep(0.05)
         for assoc in self.server.active_associations:
             assoc.abort()
-
-        async def close() -> None:
-            await bus.close(self.nc)
-            # Ours and the NATS client's helpers (e.g. the KV watcher's), so none is left
-            # pending when the loop stops.
-            others = asyncio.all_tasks() - {asyncio.current_task()}
-            for task in others:
-                task.cancel()
-            await asyncio.gather(*others, return_exceptions=True)
-
-        try:
-            self.loop.call(close(), timeout=10)
-        except Exception as exc:
-            log.warning("closing NATS: %s", exc)
-        self.loop.stop()
+        self.started.close()
 
 
-def _wait_for_bucket(store: ObjectStore) -> None:
-    while True:
-        try:
-            store.ensure_bucket()
-            return
-        except Exception as exc:
-            log.warning("waiting for the buffer bucket %s: %s", store.bucket, exc)
-            time.sleep(1.0)
+def _close_nats(portal: BlockingPortal, nc: Client) -> None:
+    try:
+        portal.start_task_soon(bus.close, nc).result(timeout=10)
+    except Exception as exc:
+        log.warning("closing NATS: %s", exc)
 
 
-def start(settings: ReceiverSettings) -> Receiver:
-    """Start the receiver; returns once it is listening with the datashare table loaded."""
-    name = receiver_name()
-    settings.spool_dir.mkdir(parents=True, exist_ok=True)
-    # pynetdicom spools incoming datasets with NamedTemporaryFile: put them on our disk,
-    # not in /tmp (often a RAM-backed tmpfs).
-    tempfile.tempdir = str(settings.spool_dir)
+def _spool_on_disk(spool_dir: Path) -> None:
+    """pynetdicom spools incoming datasets (chunked, so memory stays bounded) with
+    NamedTemporaryFile: put them on our disk, not in /tmp (often a RAM-backed tmpfs)."""
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(spool_dir)
+    # pynetdicom's documented configuration module (it has no other way to set this).
     _config.STORE_RECV_CHUNKED_DATASET = True
 
-    store = ObjectStore.buffer(settings)
-    _wait_for_bucket(store)
 
-    loop = LoopThread()
-    nc, js = loop.call(bus.connect_when_ready(settings, name), timeout=None)
-    bus_ = Bus(loop, nc, js, settings.receiver_publish_timeout_s)
-    digests = loop.call(open_digests(js), timeout=30)
-
-    table = DatashareTable()
+def _watch_buffer(
+    portal: BlockingPortal, store: ObjectStore, settings: ReceiverSettings, publisher: Bus
+) -> BufferQuota:
+    """The buffer quota, kept true by listing the buffer in the background."""
 
     def announce_usage(usage: BufferUsage) -> None:
-        bus_.announce(BufferUsageEvent(data=usage))
+        publisher.announce(BufferUsageEvent(data=usage))
 
     quota = BufferQuota(
         settings.buffer_quota_bytes or default_quota(settings.data_dir), announce_usage
     )
-
-    async def background() -> list["asyncio.Task[None]"]:
-        tasks = [
-            # Started first: its association.opened events name this receiver, and the
-            # monitor keeps an association open only while the receiver's lease lasts.
-            asyncio.create_task(heartbeat(js, name, settings.receiver_heartbeat_s)),
-            asyncio.create_task(table.follow(js)),
-            asyncio.create_task(
-                watch_buffer(
-                    quota,
-                    store,
-                    settings.buffer_usage_interval_s,
-                    announce_usage,
-                    settings.spool_dir,
-                    spool_stale_s=2 * settings.receiver_network_timeout_s,
-                )
-            ),
-        ]
-        await asyncio.wait_for(table.loaded.wait(), timeout=60)
-        return tasks
-
-    tasks = loop.call(background(), timeout=90)
-
-    sessions: Sessions = weakref.WeakKeyDictionary()
-    assoc_deps = AssociationDeps(
-        table,
-        bus_,
-        sessions,
-        settings.receiver_ae_title,
-        name,
-        max_associations=settings.receiver_max_associations,
+    watch = partial(
+        watch_buffer,
+        quota,
+        store,
+        settings.buffer_usage_interval_s,
+        announce_usage,
+        settings.spool_dir,
+        spool_stale_s=2 * settings.receiver_network_timeout_s,
     )
-    store_deps = StoreDeps(store, bus_, loop, digests, quota, sessions)
-    handlers: list[tuple[Any, Callable[..., Any], list[Any]]] = [
+    _background(portal, watch)
+    return quota
+
+
+def _background(portal: BlockingPortal, run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run`` in the event loop until the receiver stops; say so if it ends early."""
+
+    def ended(task: Future[None]) -> None:
+        if not task.cancelled():
+            log.error("background task %s ended: %r", run, task.exception())
+
+    portal.start_task_soon(run).add_done_callback(ended)
+
+
+def _handlers(
+    quota: BufferQuota,
+    settings: ReceiverSettings,
+    associations: AssociationDeps,
+    stores: StoreDeps,
+) -> list[tuple[Any, Callable[..., Any], list[Any]]]:
+    return [
         (evt.EVT_REQUESTED, guard_association, [quota, settings.receiver_max_tiny_pdvs]),
-        (evt.EVT_REQUESTED, handle_requested, [assoc_deps]),
-        (evt.EVT_REJECTED, handle_rejected, [assoc_deps]),
-        (evt.EVT_ESTABLISHED, handle_established, [assoc_deps]),
-        (evt.EVT_RELEASED, handle_released, [assoc_deps]),
-        (evt.EVT_ABORTED, handle_aborted, [assoc_deps]),
-        (evt.EVT_CONN_CLOSE, handle_connection_closed, [assoc_deps]),
+        (evt.EVT_REQUESTED, handle_requested, [associations]),
+        (evt.EVT_REJECTED, handle_rejected, [associations]),
+        (evt.EVT_ESTABLISHED, handle_established, [associations]),
+        (evt.EVT_RELEASED, handle_released, [associations]),
+        (evt.EVT_ABORTED, handle_aborted, [associations]),
+        (evt.EVT_CONN_CLOSE, handle_connection_closed, [associations]),
         (evt.EVT_CONN_CLOSE, release_spools, []),
-        (evt.EVT_C_STORE, handle_store, [store_deps]),
+        (evt.EVT_C_STORE, handle_store, [stores]),
     ]
-    server = start_server(
-        make_ae(settings), settings, handlers, partial(handle_association_end, deps=assoc_deps)
-    )
+
+
+def start(settings: ReceiverSettings) -> Receiver:
+    """Start the receiver; returns once it is listening with the datashare table loaded.
+    If any step fails, what the earlier ones started is stopped again."""
+    name = receiver_name()
+    _spool_on_disk(settings.spool_dir)
+    store = ObjectStore.buffer(settings)
+    until_ready(f"the buffer bucket {store.bucket}", log)(store.ensure_bucket)()
+
+    with ExitStack() as started:
+        portal = started.enter_context(start_blocking_portal(name="edge-loop"))
+        # Unwound first: background tasks (the table, the buffer watch, re-send checks)
+        # are cancelled, not awaited, when the portal stops.
+        started.callback(portal.call, portal.stop, True)
+        nc, js = portal.call(bus.connect_when_ready, settings, name)
+        started.callback(_close_nats, portal, nc)
+        publisher = Bus(portal, nc, js, settings.receiver_publish_timeout_s)
+        digests = portal.start_task_soon(open_digests, js).result(30)
+
+        # Started first: its association.opened events name this receiver, and the monitor
+        # keeps an association open only while the receiver's lease lasts.
+        _background(portal, partial(heartbeat, js, name, settings.receiver_heartbeat_s))
+        quota = _watch_buffer(portal, store, settings, publisher)
+        table = DatashareTable()
+        _background(portal, partial(table.follow, js))
+        portal.start_task_soon(table.loaded.wait).result(60)
+
+        sessions = Sessions(settings.receiver_max_associations)
+        associations = AssociationDeps(table, publisher, sessions, settings.receiver_ae_title, name)
+        stores = StoreDeps(store, publisher, portal, digests, quota, sessions)
+        server = start_server(
+            make_ae(settings),
+            settings,
+            _handlers(quota, settings, associations, stores),
+            partial(handle_association_end, deps=associations),
+        )
+        receiver = Receiver(server, nc, started.pop_all())
     log.info(
         "receiver listening on %s:%d (quota %d bytes, %d datashares)",
         settings.receiver_host,
-        server.server_address[1],
+        receiver.port,
         quota.quota_bytes,
         len(table.all()),
     )
-    return Receiver(server, loop, nc, tasks)
+    return receiver
 
 
 def main() -> None:

@@ -206,7 +206,8 @@ class EdgeRequestHandler(RequestHandler):
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
-        # Swapping the class keeps everything pynetdicom set up, with the capped recv.
+        # Swapping the class keeps everything pynetdicom set up, with the capped recv. (No
+        # public way: RequestHandler._create_association builds a plain AssociationSocket.)
         sock = assoc.dul.socket
         sock.__class__ = CappedAssociationSocket
         sock.pdu_length_cap = self.server.pdu_length_cap  # type: ignore[union-attr]
@@ -225,6 +226,7 @@ class EdgeRequestHandler(RequestHandler):
                 server.pending.remove(address)
                 server.on_association_end(assoc)
 
+        # Private, for want of a public hook at the end of an association's thread.
         assoc._target = make_target(run_then_account)  # type: ignore[attr-defined]
         return assoc
 
@@ -344,6 +346,10 @@ def start_server(
     server.pdu_length_cap = settings.pdu_length_cap
     server.pdu_deadline_s = settings.receiver_pdu_deadline_s
     server.on_association_end = on_association_end
+    # Private, for want of a public way (pynetdicom 3.0): the server's shutdown() removes it
+    # from ae._servers, where only AE.start_server adds it, and neither start_server nor
+    # make_server can be used (they take no request handler, or replace an empty context
+    # list by the AE's supported contexts).
     ae._servers.append(server)
     threading.Thread(target=server.serve_forever, name="edge-acceptor", daemon=True).start()
     return server

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
+from anyio.from_thread import BlockingPortal
 from nats.js.api import PubAck
 from nats.js.kv import KeyValue
 from pydicom.dataset import Dataset
@@ -29,7 +30,7 @@ from edge_core.keys import buffer_key
 from edge_core.objectstore import ObjectStore
 from edge_core.topology import UPLOADER_CONSUMER
 from edge_receiver.associations import Session, Sessions
-from edge_receiver.bridge import Bus, LoopThread
+from edge_receiver.bridge import Bus
 from edge_receiver.metadata import InstanceMetadata, InvalidDataset, read_metadata
 from edge_receiver.quota import BufferQuota
 from edge_receiver.spool import GuardedDIMSE, SpoolState
@@ -58,7 +59,7 @@ RefusalReason = Literal["buffer_full", "store_error", "bus_error", "invalid_data
 class StoreDeps:
     store: ObjectStore
     bus: Bus
-    loop: LoopThread
+    portal: BlockingPortal
     digests: KeyValue
     quota: BufferQuota
     sessions: Sessions
@@ -133,8 +134,8 @@ def _store(deps: StoreDeps, session: Session, request: Any, spool: BinaryIO) -> 
             session.datashare, meta.study_uid, meta.series_uid, meta.sop_instance_uid, sha256
         )
         # Whether this SOP Instance UID came before with other bytes: asked while the upload runs.
-        new_version = deps.loop.submit(
-            is_new_version(deps.digests, session.datashare, meta.sop_instance_uid, sha256)
+        new_version = deps.portal.start_task_soon(
+            is_new_version, deps.digests, session.datashare, meta.sop_instance_uid, sha256
         )
         if data is not None:
             deps.store.put_bytes(key, data)
@@ -202,7 +203,10 @@ def _drop_if_already_delivered(deps: StoreDeps, key: str, ack: PubAck) -> None:
     collect: remove it once the original is acknowledged. Checked in the background, so
     a re-send is answered without waiting, and again for a while, because the uploader
     deletes the object a moment before it acknowledges the message."""
-    deps.loop.submit(_drop_once_delivered(deps, key, ack.stream, ack.seq))
+    try:
+        deps.portal.start_task_soon(_drop_once_delivered, deps, key, ack.stream, ack.seq)
+    except RuntimeError:  # the receiver is stopping: the instance is safe, at worst a stray copy
+        log.info("re-sent %s not checked: the receiver is stopping", key)
 
 
 async def _drop_once_delivered(deps: StoreDeps, key: str, stream: str, seq: int) -> None:

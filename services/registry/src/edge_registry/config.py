@@ -1,15 +1,12 @@
 """Registry settings (environment variables with the ``EDGE_`` prefix)."""
 
-from edge_core.settings import EdgeSettings
-from edge_sql import database_url
+from edge_sql.settings import DatabaseSettings
 
 
-class RegistrySettings(EdgeSettings):
+class RegistrySettings(DatabaseSettings):
+    database_file = "registry.db"
     registry_host: str = "0.0.0.0"
     registry_port: int = 8000
-    # SQLAlchemy URL; unset: the SQLite file <data_dir>/registry.db. A plain
-    # ``postgresql://`` URL is read as ``postgresql+psycopg://`` (the driver installed).
-    database_url: str | None = None
     # The outbox relay looks for unpublished changes this often even when nothing wakes it
     # (another registry process sharing the database may have committed some).
     outbox_poll_s: float = 5.0
@@ -20,6 +17,3 @@ class RegistrySettings(EdgeSettings):
     reconcile_s: float = 60.0
     # How long one publish may wait for JetStream's acknowledgement.
     publish_timeout_s: float = 5.0
-
-    def effective_database_url(self) -> str:
-        return database_url(self.database_url, self.data_dir, "registry.db")

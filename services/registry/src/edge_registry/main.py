@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager, suppress
 import uvicorn
 from fastapi import FastAPI
 
-from edge_core.auth import parse_tokens
 from edge_core.destination_policy import DestinationPolicy
 from edge_core.logs import configure_logging
 from edge_core.sitekey import SiteKey, SiteKeyError
@@ -20,12 +19,12 @@ from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
 from edge_registry.outbox import OutboxRelay
 
-log = logging.getLogger("edge_registry")
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: RegistrySettings) -> FastAPI:
     """The registry as one ASGI app: the relay runs for as long as the app does."""
-    engine, sessions = open_database(settings.effective_database_url())
+    engine, sessions = open_database(settings.sqlalchemy_url())
     relay = OutboxRelay(engine, settings)
 
     @asynccontextmanager
@@ -39,10 +38,9 @@ def build_app(settings: RegistrySettings) -> FastAPI:
                 await task
             engine.dispose()
 
-    tokens = parse_tokens(settings.api_token.get_secret_value())
     return create_app(
         sessions,
-        tokens,
+        settings.api_tokens,
         on_commit=relay.notify,
         lifespan=lifespan,
         max_body_bytes=settings.api_max_body_bytes,
@@ -55,7 +53,7 @@ def main() -> None:
     os.umask(0o077)  # what it creates under var/ (database, site key) is owner-only
     settings = RegistrySettings()
     configure_logging("registry", settings.log_level, settings.log_format)
-    if not parse_tokens(settings.api_token.get_secret_value()):
+    if not settings.api_tokens:
         log.error("EDGE_API_TOKEN is not set: every API call would be refused; set a token")
         sys.exit(2)
     try:

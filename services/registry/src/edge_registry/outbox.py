@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, Row, Table, delete, select, text
 
 from edge_core import bus
 from edge_core.events import parse_event
+from edge_core.retrying import until_ready
 from edge_core.topology import DATASHARES_BUCKET, ensure_topology
 from edge_registry.config import RegistrySettings
 from edge_registry.db import OutboxRow
@@ -134,13 +135,9 @@ class OutboxRelay:
 
     async def _connect(self) -> Client:
         # The API serves while NATS is unreachable; changes wait in the outbox.
-        while True:
-            try:
-                nc, _ = await bus.connect(self.settings, "edge-registry")
-                return nc
-            except Exception as exc:
-                log.warning("cannot reach NATS at %s (%s); retrying", self.settings.nats_url, exc)
-                await asyncio.sleep(self.settings.outbox_retry_s)
+        what, pause_s = f"NATS at {self.settings.nats_url}", self.settings.outbox_retry_s
+        nc, _ = await until_ready(what, log, pause_s)(bus.connect)(self.settings, "edge-registry")
+        return nc
 
     def _bucket_changed(self) -> None:
         self._reconcile_now = True

@@ -8,8 +8,6 @@ from edge_core.settings import EdgeSettings
 
 
 class UploaderSettings(EdgeSettings):
-    # Where a datashare without a destination of its own sends its instances.
-    default_destination: str = "s3://edge-destination"
     # S3 destinations: endpoint and keys, each defaulting to the buffer's (EDGE_S3_*).
     # A datashare's destination_credentials (access_key / secret_key) override the keys.
     destination_s3_endpoint: str | None = None

@@ -171,8 +171,9 @@ class Uploader:
                 log.error("retry of %s: not a quarantined instance", key)
                 await msg.term()
                 return None
-            q = Quarantined.model_validate_json(raw)
-            return Work(msg, q.datashare, q.ref, key, attempt, seq, q.version or seq)
+            quarantined = Quarantined.model_validate_json(raw)
+            version = quarantined.version or seq
+            return Work(msg, quarantined.datashare, quarantined.ref, key, attempt, seq, version)
         log.warning("ignoring %s event %s", event.type, event.id)
         await msg.ack()
         return None

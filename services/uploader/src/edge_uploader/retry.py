@@ -16,7 +16,7 @@ _TRANSIENT = {0x0213}
 def backoff_s(attempt: int, initial_s: float, max_s: float) -> float:
     """Exponential backoff with jitter: between half and all of ``initial * 2^(attempt-1)``,
     capped, so that instances that failed together do not all come back together."""
-    ceiling = min(max_s, initial_s * 2 ** min(attempt - 1, 32))
+    ceiling = min(max_s, initial_s * 2.0 ** min(attempt - 1, 32))
     return ceiling * random.uniform(0.5, 1.0)
 
 
