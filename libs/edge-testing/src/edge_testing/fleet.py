@@ -3,7 +3,6 @@ them: a three-node NATS JetStream cluster, PostgreSQL, receivers sharing one DIC
 (``SO_REUSEPORT``), uploaders on the shared durable consumer, registries on one database, a
 monitor. For the scale test (``tests/test_scale.py``) and ``make scale`` (``bench/scale.py``)."""
 
-import json
 import sys
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from cryptography.fernet import Fernet
 from edge_core.objectstore import ObjectStore
 from edge_embedded.ports import free_ports
 from edge_embedded.process import ServerProcess
+from edge_testing.http import call_api
 from edge_testing.servers import NatsCluster, S3Server
 
 TOKEN = "scale-token"
@@ -137,19 +137,7 @@ class Fleet:
         return int(env.get("EDGE_REGISTRY_PORT") or env["EDGE_MONITOR_PORT"])
 
     def api(self, service: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port(service)}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            return err.code, json.loads(raw) if raw else None
+        return call_api(f"http://127.0.0.1:{self.port(service)}{path}", method, TOKEN, body)
 
     def buffer(self) -> ObjectStore:
         return self.s3.store(self.buffer_bucket)

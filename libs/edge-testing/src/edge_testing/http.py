@@ -1,8 +1,30 @@
-"""HTTP checks that an ordinary client cannot make: a body that never ends."""
+"""HTTP for the tests: one JSON call with a bearer token, and a check that an ordinary client
+cannot make (a body that never ends)."""
 
+import json
 import select
 import socket
+import urllib.error
+import urllib.request
+from typing import Any
 from urllib.parse import urlsplit
+
+
+def call_api(url: str, method: str, token: str, body: Any = None) -> tuple[int, Any]:
+    """(status, decoded JSON or None) of one API call; an error status is returned, not raised."""
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        return err.code, json.loads(raw) if raw else None
 
 
 def stream_until_answered(

@@ -1,13 +1,10 @@
 """The whole stack started the way `make run` does (the `edge-run` launcher), on free ports
 and in a directory of its own: for end-to-end tests and benchmarks."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from edge_embedded.credentials import FILE_NAME as CREDENTIALS_FILE
 from edge_embedded.credentials import EmbeddedCredentials
 from edge_embedded.ports import free_port_block, free_ports
 from edge_embedded.s3_server import S3_EXTRA_PORTS
+from edge_testing.http import call_api
 from edge_testing.servers import wait_until
 
 TOKEN = "e2e-token"
@@ -78,19 +76,7 @@ class Stack:
 
     def api(self, service: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         port = self.registry_port if service == "registry" else self.monitor_port
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                raw = resp.read()
-                return resp.status, json.loads(raw) if raw else None
-        except urllib.error.HTTPError as err:
-            raw = err.read()
-            return err.code, json.loads(raw) if raw else None
+        return call_api(f"http://127.0.0.1:{port}{path}", method, self.token, body)
 
     @property
     def credentials(self) -> EmbeddedCredentials:
