@@ -23,7 +23,7 @@ _bearer = HTTPBearer(auto_error=False, description="A token from EDGE_API_TOKEN"
 
 
 def create_app(
-    sessions: sessionmaker,
+    sessions: sessionmaker[Session],
     tokens: dict[str, str],
     on_commit: Callable[[], None] = lambda: None,
     lifespan: Any = None,
@@ -51,7 +51,8 @@ def create_app(
             yield s
 
     def actor(request: Request) -> str:
-        return request.state.actor
+        name: str = request.state.actor  # set by BearerAuth
+        return name
 
     Db = Annotated[Session, Depends(session)]
     Actor = Annotated[str, Depends(actor)]

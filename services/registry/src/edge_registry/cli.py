@@ -8,7 +8,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, get_args
 
 import httpx
@@ -223,7 +223,12 @@ def _parser() -> argparse.ArgumentParser:
     datashares = groups.add_parser("datashares", help="create, change and inspect datashares")
     commands = datashares.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run, help: str, with_id: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str,
+        run: Callable[[httpx.Client, argparse.Namespace], None],
+        help: str,
+        with_id: bool = True,
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         if with_id:
             sub.add_argument("id", help="the Datashare ID")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import edge_sql as sql
 
@@ -78,7 +78,7 @@ def migrate(engine: Engine) -> None:
     sql.migrate(engine, MIGRATIONS)
 
 
-def open_database(url: str) -> tuple[Engine, sessionmaker]:
+def open_database(url: str) -> tuple[Engine, sessionmaker[Session]]:
     engine = sql.make_engine(url)
     migrate(engine)
     return engine, sessionmaker(engine, expire_on_commit=False)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import suppress
-from typing import cast
+from typing import Any, cast
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -51,7 +51,7 @@ def _unlock_and_close(conn: Connection) -> None:
         conn.close()
 
 
-def _pending(conn: Connection, limit: int = BATCH) -> list[Row]:
+def _pending(conn: Connection, limit: int = BATCH) -> list[Row[Any]]:
     query = select(OUTBOX).order_by(OUTBOX.c.seq).limit(limit)
     rows = list(conn.execute(query))
     conn.commit()
@@ -107,7 +107,7 @@ async def _watch(kv: KeyValue, changed: Callable[[], None]) -> None:
                 changed()
     finally:
         with suppress(Exception):
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]  # untyped in nats-py
 
 
 class OutboxRelay:

@@ -1,7 +1,8 @@
 """Request and response bodies of the REST API, with every check staff input goes through."""
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,7 +27,11 @@ DESCRIPTION_MAX = 1000
 ATTRIBUTES_MAX = 200
 
 
-def _checked(check, value, kind: str):
+T = TypeVar("T")
+Checked = TypeVar("Checked")
+
+
+def _checked(check: Callable[[T], Checked], value: T, kind: str) -> Checked:
     """Run a check from :mod:`validation`, turning its message into a clear 422 entry."""
     try:
         return check(value)
@@ -122,7 +127,7 @@ class DatashareSpec(BaseModel):
     def _ae_title(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             return _checked(validation.ae_title, value, "ae_title")
-        ds_id = info.data.get("id")
+        ds_id: str | None = info.data.get("id")
         if ds_id is None:
             return None  # the id is already reported as invalid
         if len(ds_id) > validation.AE_TITLE_MAX:

@@ -6,7 +6,7 @@ canonical form) or raises ``ValueError`` with a message meant for the person who
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from edge_core.destination_policy import is_ip
 from edge_core.dicom_tags import parse_tag, tag_name
@@ -84,7 +84,7 @@ def destination(value: str) -> str:
     return _dicomweb_destination(url, parts)
 
 
-def _s3_destination(url: str, parts) -> str:
+def _s3_destination(url: str, parts: SplitResult) -> str:
     if "@" in parts.netloc:
         raise ValueError(
             f"destination {url!r} must not carry credentials; use destination_credentials"
@@ -100,7 +100,7 @@ def _s3_destination(url: str, parts) -> str:
     return f"s3://{parts.netloc}/{prefix}" if prefix else f"s3://{parts.netloc}"
 
 
-def _host_port(url: str, parts, port_required: bool) -> tuple[str, int | None]:
+def _host_port(url: str, parts: SplitResult, port_required: bool) -> tuple[str, int | None]:
     try:
         port = parts.port
     except ValueError:
@@ -115,7 +115,7 @@ def _host_port(url: str, parts, port_required: bool) -> tuple[str, int | None]:
     return host, port
 
 
-def _dicom_destination(url: str, parts) -> str:
+def _dicom_destination(url: str, parts: SplitResult) -> str:
     if parts.path not in ("", "/"):
         raise ValueError(f"destination {url!r} must be dicom://AETITLE@host:port with no path")
     userinfo, at, _ = parts.netloc.rpartition("@")
@@ -131,7 +131,7 @@ def _dicom_destination(url: str, parts) -> str:
     return f"dicom://{aet}@{shown}:{port}"
 
 
-def _dicomweb_destination(url: str, parts) -> str:
+def _dicomweb_destination(url: str, parts: SplitResult) -> str:
     if "@" in parts.netloc:
         raise ValueError(
             f"destination {url!r} must not carry credentials; use destination_credentials"
