@@ -114,11 +114,9 @@ class Stack:
             user, password = settings.nats_user, settings.nats_password.get_secret_value()
             if not user:
                 user, password = generated.nats_user, generated.nats_password
-            nats = nats_server(self.data_dir / "nats", port, user=user, password=password)
-            self._spawn(nats)
-            nats.wait_ready(timeout_s=60)
-            self.embedded.append(nats)
-            self.env.update(
+            self._start_embedded(
+                nats_server(self.data_dir / "nats", port, user=user, password=password),
+                60,
                 EDGE_NATS_URL=f"nats://127.0.0.1:{port}",
                 EDGE_NATS_USER=user,
                 EDGE_NATS_PASSWORD=password,
@@ -135,16 +133,22 @@ class Stack:
             access, secret = settings.s3_access_key, settings.s3_secret_key.get_secret_value()
             if not access:
                 access, secret = generated.s3_access_key, generated.s3_secret_key
-            store = s3_server(self.data_dir / "s3", port, access, secret, other_ports=others)
-            self._spawn(store)
-            store.wait_ready(timeout_s=120)
-            self.embedded.append(store)
-            self.env.update(
+            self._start_embedded(
+                s3_server(self.data_dir / "s3", port, access, secret, other_ports=others),
+                120,
                 EDGE_S3_ENDPOINT=f"127.0.0.1:{port}",
                 EDGE_S3_ACCESS_KEY=access,
                 EDGE_S3_SECRET_KEY=secret,
             )
             self._create_buckets(f"127.0.0.1:{port}", access, secret)
+
+    def _start_embedded(self, server: ServerProcess, timeout_s: float, **env: str) -> None:
+        """Start one embedded server, wait until it serves, and hand its address and
+        credentials to the services."""
+        self._spawn(server)
+        server.wait_ready(timeout_s=timeout_s)
+        self.embedded.append(server)
+        self.env.update(env)
 
     def _create_buckets(self, endpoint: str, access_key: str, secret_key: str) -> None:
         """The buffer and, when it lives here too, the default destination's bucket."""
