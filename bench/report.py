@@ -16,6 +16,16 @@ RESULTS_START, RESULTS_END = "<!-- make bench: start -->", "<!-- make bench: end
 README_START, README_END = "<!-- make bench summary: start -->", "<!-- make bench summary: end -->"
 
 
+LEGEND = (
+    "`storescp`, `orthanc` and `edge` are timed to the last Success (`edge`: the whole stack, "
+    "forwarding to a bucket of its own S3 store meanwhile); `edge-forward` / `orthanc-router` "
+    "(C-STORE), `edge-stow` / `orthanc-router-stow` (STOW-RS) and `edge-s3` / "
+    "`orthanc-router-s3` (S3) from the first C-STORE until the last image is counted at the "
+    "destination. CPU ms/inst: user + system time of the peer's process tree (destination "
+    "excluded) over the scenario, per instance. Fresh UIDs and fresh peers for every run."
+)
+
+
 def scenario_line(r: Result) -> str:
     """Printed as each scenario ends."""
     after = ""
@@ -107,16 +117,16 @@ def machine(load_before: tuple[float, ...], root: Path) -> str:
                       if ln.startswith("MemTotal")))  # fmt: skip
     commit = _git(root, "rev-parse", "--short", "HEAD")
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
-        commit += " (with uncommitted changes)"
+        commit += " plus uncommitted changes"
     load_after = os.getloadavg()
 
     def load(values: tuple[float, ...]) -> str:
         return " / ".join(f"{v:.1f}" for v in values)
 
     return (
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit}; {model}, "
-        f"{os.cpu_count()} cores, {mem_kb / 1024 / 1024:.0f} GiB; load average (1/5/15 min) "
-        f"{load(load_before)} before, {load(load_after)} after"
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit}, on {model}, "
+        f"{os.cpu_count()} cores, {mem_kb / 1024 / 1024:.0f} GiB, load average (1/5/15 min) "
+        f"{load(load_before)} before the run and {load(load_after)} after"
     )
 
 
@@ -135,20 +145,16 @@ def replace_between(text: str, start: str, end: str, block: str, heading: str) -
     return text.rstrip() + f"\n\n{heading}\n\n{marked}\n"
 
 
-def results_section(results: list[Result], where: str, command: str) -> str:
-    return f"### `{command}`: {where}\n\n{report(results)}"
-
-
 def write_full_run(results: list[Result], where: str, command: str, root: Path) -> None:
     """The tables into bench/RESULTS.md, the targets' summary into the README."""
     path = root / "bench" / "RESULTS.md"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    section = results_section(results, where, command)
+    section = f"### `{command}`\n\n{where}.\n\n{LEGEND}\n\n{report(results)}"
     path.write_text(
         replace_between(text, RESULTS_START, RESULTS_END, section, "## Latest full run")
     )
     readme = root / "README.md"
-    block = f"Latest full `make bench` ({where}):\n\n{summary(targets(results))}"
+    block = f"Latest full `make bench`: {where}.\n\n{summary(targets(results))}"
     readme.write_text(
         replace_between(readme.read_text(), README_START, README_END, block, "### make bench")
     )

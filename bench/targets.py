@@ -169,7 +169,8 @@ def summary(rows: list[Row]) -> str:
         mine = [row for row in rows if row.target == target]
         ratios = [row.ratio for row in mine if row.ratio is not None]
         if ratios:
-            figures = f"{min(ratios):.2f}-{max(ratios):.2f}x"
+            low, high = f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+            figures = f"{low}x" if low == high else f"{low}-{high}x"
         else:
             figures = ", ".join(row.edge for row in mine)
         held = sum(row.holds for row in mine)
