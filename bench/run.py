@@ -44,8 +44,11 @@ def dataset(directory: Path, kind: str, count: int) -> list[Path]:
     return make(directory, count)
 
 
-def send(target: Target, files: list[Path], associations: int) -> None:
-    chunks = [files[i::associations] for i in range(associations)]
+def send(target: Target, files: list[Path], associations: int) -> float:
+    """Seconds until every storescu ended (each instance answered)."""
+    # No association for an empty share (storescu refuses to run without files).
+    chunks = [chunk for i in range(associations) if (chunk := files[i::associations])]
+    start = time.perf_counter()
     procs = [
         subprocess.Popen(
             [dcmtk("storescu"), "-aet", "BENCHSCU", "-aec", target.called_ae, "127.0.0.1",
@@ -60,6 +63,7 @@ def send(target: Target, files: list[Path], associations: int) -> None:
         _, err = proc.communicate(timeout=1800)
         if proc.returncode != 0:
             raise RuntimeError(f"storescu to {target.name} failed: {err.decode()[-2000:]}")
+    return time.perf_counter() - start
 
 
 def scenario(
@@ -70,8 +74,7 @@ def scenario(
     cpu_before = cpu_by_component(target.root_pid, target.name)
     at_destination = target.delivered() if target.delivered else 0
     start = time.perf_counter()
-    send(target, files, associations)
-    seconds, drain, delivered = time.perf_counter() - start, None, None
+    seconds, drain, delivered = send(target, files, associations), None, None
     if target.delivered is not None:
         counted = target.delivered
         wait_until(lambda: counted() - at_destination >= count, timeout_s=timeout_s, interval_s=0.2,

@@ -9,12 +9,15 @@ import pytest
 
 from edge_testing.orthanc import orthanc_available
 
-# The benchmark's modules are scripts beside bench/run.py, not a package.
+# The benchmark's modules are scripts beside bench/run.py, not a package; the directory
+# leaves the path once they are imported (its profile.py would hide the standard library's).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import run as bench_run
 from report import README_END, README_START, replace_between, results_table
 from result import Result
 from targets import CPU_GOAL_MS, summary, targets
+
+sys.path.remove(str(Path(__file__).resolve().parent.parent / "bench"))
 
 
 def result(peer, data, assoc, per_second, cpu=0.0, rss=None, instances=100) -> Result:
