@@ -10,7 +10,7 @@ import pytest
 from edge_testing.orthanc import orthanc_available
 
 # The benchmark's modules are scripts beside bench/run.py, not a package; the directory
-# leaves the path once they are imported (its profile.py would hide the standard library's).
+# leaves the path once they are imported, so that their names shadow nothing else.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import run as bench_run
 from report import README_END, README_START, replace_between, results_table

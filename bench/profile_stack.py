@@ -6,7 +6,7 @@ with py-spy (``--gil``: the thread holding the GIL, a proxy for Python CPU; ``--
 every non-idle thread). Writes one summary per
 component (see ``profiles/summarize.py``) into ``--out`` and prints the CPU per instance of
 each component. Usage:
-``uv run python bench/profile.py --out bench/profiles/<name> [--count 600] [--wall]``
+``uv run python bench/profile_stack.py --out bench/profiles/<name> [--count 600] [--wall]``
 (needs ``uvx py-spy``).
 """
 
