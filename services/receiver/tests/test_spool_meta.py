@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from pydicom import config
+from pydicom import config, dcmread
 from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import AllTransferSyntaxes, SecondaryCaptureImageStorage
@@ -20,9 +20,14 @@ from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.dsutils import create_file_meta, encode
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.presentation import build_context
+from receiver_testing import put_datashares, wait_for_event
 
+from edge_core.datashares import Datashare
 from edge_receiver.spool_meta import SpoolingMessage, file_meta
+from edge_testing.dcmtk import storescu
+from edge_testing.dicom_data import write_small_series
 from edge_testing.fuzzing import fuzz_settings
+from edge_testing.part10 import dataset_bytes
 
 # pydicom warns about the invalid UIDs some examples give it: that path is pydicom's.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -164,3 +169,20 @@ def test_any_split_of_a_message_decodes_as_pynetdicom_does(
             return repr(exc)
 
     assert decoded(SpoolingMessage) == decoded(DIMSEMessage)
+
+
+def test_a_buffered_instance_is_the_file_meta_pynetdicom_writes_and_the_data_as_sent(
+    receiver, receiver_settings, s3, tmp_path
+):
+    put_datashares(receiver_settings, Datashare(id="DS1", ae_title="DS1"), port=receiver.port)
+    (path,) = write_small_series(tmp_path / "sc", 1)
+    sent = storescu(receiver.port, "DS1", [path])
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+
+    (stored,) = wait_for_event(receiver_settings, "instance.stored")
+    source = dcmread(path)
+    expected = pynetdicom_meta(
+        source.SOPClassUID, source.SOPInstanceUID, source.file_meta.TransferSyntaxUID
+    )
+    buffered = s3.store(receiver_settings.buffer_bucket).get_bytes(stored.data.key)
+    assert buffered == expected + dataset_bytes(path.read_bytes())
