@@ -36,6 +36,26 @@ async def test_claims_let_one_version_out_at_a_time_newest_last(site):
     assert await a.claim("DS2", sop, 15) == Claim(DELIVER, 15)
 
 
+async def test_release_by_the_claims_revision_keeps_a_newer_version_known(site):
+    """Release skips its read while the record is as the claim left it; once a newer version
+    was noted meanwhile, it must keep that one as the newest (not blindly write its own)."""
+    kv = await site.js.key_value(VERSIONS_BUCKET)
+    a, b = Versions(kv), Versions(kv)
+    sop = site.new_uid()
+    v1 = await a.claim("DS1", sop, 10)
+    assert (v1.decision, v1.first) == (DELIVER, True) and v1.revision > 0
+    await a.release("DS1", sop, 10, v1.revision)  # unchanged: released without a read
+    assert json.loads((await kv.get(version_key("DS1", sop))).value) == {
+        "newest": 10,
+        "active": None,
+    }
+    v1 = await a.claim("DS1", sop, 10)  # redelivered: claimed again
+    assert await b.claim("DS1", sop, 20) == Claim(WAIT, 20)  # v2 noted meanwhile
+    await a.release("DS1", sop, 10, v1.revision)  # stale revision: read, then release
+    assert await a.claim("DS1", sop, 15) == Claim(SUPERSEDED, 20)
+    assert await b.claim("DS1", sop, 20) == Claim(DELIVER, 20)
+
+
 async def test_a_crashed_delivery_is_superseded_when_its_message_comes_back(site):
     kv = await site.js.key_value(VERSIONS_BUCKET)
     crashed, alive = Versions(kv), Versions(kv)

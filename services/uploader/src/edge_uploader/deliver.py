@@ -88,6 +88,7 @@ class Work:
     version: int
     # Its claim was the first of any version of this SOP instance (see versions.Claim).
     first_claim: bool = False
+    claim_revision: int = 0
     # The datashare's de-identification when this attempt began (None: byte for byte).
     deidentification: tuple[Deidentification, Pseudonyms] | None = None
     # Held by de-identification: dead-lettered at once, never sent.
@@ -184,7 +185,7 @@ class Uploader:
             claim = await self.versions.claim(
                 work.datashare, work.ref.sop_instance_uid, work.version
             )
-            work.first_claim = claim.first
+            work.first_claim, work.claim_revision = claim.first, claim.revision
             if claim.decision is Decision.SUPERSEDED:
                 await self._superseded(work, claim.newest)
             elif claim.decision is Decision.WAIT:
@@ -199,7 +200,9 @@ class Uploader:
         return claim.decision is Decision.DELIVER
 
     async def _release(self, work: Work) -> None:
-        await self.versions.release(work.datashare, work.ref.sop_instance_uid, work.version)
+        await self.versions.release(
+            work.datashare, work.ref.sop_instance_uid, work.version, work.claim_revision
+        )
 
     async def _resolve(
         self, work: Work, event: InstanceUploadedEvent | InstanceSupersededEvent

@@ -38,6 +38,9 @@ class Claim:
     # This claim created the record: no version of this SOP instance was claimed before (within
     # the records' lifetime), so no uploader can have written it to a destination yet.
     first: bool = field(default=False, compare=False)
+    # The record's revision as this claim left it (DELIVER): unchanged at release time, the
+    # record is still (newest=seq, active=seq), so release needs no read.
+    revision: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -59,29 +62,39 @@ class Versions:
 
     async def claim(self, datashare: str, sop_uid: str, seq: int) -> Claim:
         key = version_key(datashare, sop_uid)
+        # The common case, a SOP instance's first version, takes one round trip: create.
+        rec: _Record | None = None
         while True:
-            rec = await self._get(key)
             try:
                 if rec is None:
-                    await self.kv.create(key, _encode(seq, seq))
-                    return Claim(Decision.DELIVER, seq, first=True)
+                    revision = await self.kv.create(key, _encode(seq, seq))
+                    return Claim(Decision.DELIVER, seq, first=True, revision=revision)
                 if rec.newest > seq:
                     if rec.active == seq:  # ours, from an attempt that never ended (a crash)
                         await self.kv.update(key, _encode(rec.newest, None), rec.revision)
                     return Claim(Decision.SUPERSEDED, rec.newest)
                 if rec.active is None or rec.active == seq:
+                    revision = rec.revision
                     if (rec.newest, rec.active) != (seq, seq):
-                        await self.kv.update(key, _encode(seq, seq), rec.revision)
-                    return Claim(Decision.DELIVER, seq)
+                        revision = await self.kv.update(key, _encode(seq, seq), rec.revision)
+                    return Claim(Decision.DELIVER, seq, revision=revision)
                 if rec.newest < seq:  # newest from now on; the active one finishes first
                     await self.kv.update(key, _encode(seq, rec.active), rec.revision)
                 return Claim(Decision.WAIT, seq)
             except KeyWrongLastSequenceError:
-                continue  # another uploader changed it meanwhile: decide again
+                pass  # there is a record, or another uploader changed it meanwhile
+            rec = await self._get(key)  # decide again on what is there now
 
-    async def release(self, datashare: str, sop_uid: str, seq: int) -> None:
-        """This version is no longer being sent: a newer one may go."""
+    async def release(self, datashare: str, sop_uid: str, seq: int, revision: int = 0) -> None:
+        """This version is no longer being sent: a newer one may go. ``revision``: the
+        claim's, saving a read when nobody changed the record since."""
         key = version_key(datashare, sop_uid)
+        if revision:
+            try:
+                await self.kv.update(key, _encode(seq, None), revision)
+                return
+            except KeyWrongLastSequenceError:
+                pass  # changed since the claim (a newer version waits): read and decide
         while True:
             rec = await self._get(key)
             if rec is None or rec.active != seq:

@@ -6,7 +6,7 @@ with py-spy (``--gil``: the thread holding the GIL, a proxy for Python CPU; ``--
 every non-idle thread). Writes one summary per
 component (see ``profiles/summarize.py``) into ``--out`` and prints the CPU per instance of
 each component. Usage:
-``uv run python bench/profile.py --out bench/profiles/<name> [--count 600] [--wall]``
+``uv run python bench/profile_stack.py --out bench/profiles/<name> [--count 600] [--wall]``
 (needs ``uvx py-spy``).
 """
 
@@ -20,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import EDGE_ENV, _component, _tree, cpu_by_component, dataset, edge, send
+from measure import _component, _tree, cpu_by_component
+from peers import EDGE_ENV, edge
+from run import dataset, send
 
 HERE = Path(__file__).resolve().parent
 PYTHON_COMPONENTS = ("receiver", "uploader", "monitor")
@@ -56,8 +58,9 @@ def main() -> None:
         warm = dataset(work / "warm", "small", 20)
         with edge(work / "edge") as target:
             assert target.root_pid is not None
+            assert target.drain is not None
             send(target, warm, 1)
-            target.after_send(len(warm))
+            target.drain()
             pids = _pids(target.root_pid)
             mode = [] if args.wall else ["--gil"]
             spies = {}
@@ -71,7 +74,9 @@ def main() -> None:
             time.sleep(2)  # py-spy attaches
             before = cpu_by_component(target.root_pid, "edge")
             seconds = send(target, files, args.parallel)
-            drain = target.after_send(args.count) or 0.0
+            started = time.perf_counter()
+            target.drain()
+            drain = time.perf_counter() - started
             after = cpu_by_component(target.root_pid, "edge")
             for spy in spies.values():
                 spy.send_signal(signal.SIGINT)
