@@ -1,12 +1,23 @@
 """C-STORE destinations: DCMTK storescp and Orthanc as the peers."""
 
 import io
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 from pydicom.uid import JPEGBaseline8Bit
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.dsutils import split_dataset
+from pynetdicom.events import Event
 
 from edge_core.topology import UPLOADER_CONSUMER, ConsumerTuning
+from edge_testing.dicom_data import write_small_series
+from edge_uploader.destinations import ALREADY_PRESENT, DELIVERED, Item, failed
+from edge_uploader.destinations.dimse import open_dimse
 
 
 def data_set_bytes(path) -> bytes:
@@ -88,3 +99,87 @@ async def test_a_delivery_longer_than_the_ack_wait_is_not_redelivered(
     assert uploaded.data.attempts == 1
     assert info.delivered.consumer_seq == 1  # delivered once: in-progress acks held it
     assert storescp_copies(slow) == {uploaded.data.sop_instance_uid: 1}
+
+
+# --- The destination itself, against a pynetdicom storage SCP answering chosen statuses ----
+
+
+@dataclass
+class StatusSCP:
+    port: int
+    statuses: list[int]  # answered in order, then Success
+    received: list[tuple[int, str, bytes]]  # (message ID, SOP Instance UID, data set)
+    delay_s: float = 0.0
+
+
+@pytest.fixture
+def status_scp() -> Iterator[StatusSCP]:
+    scp = StatusSCP(0, [], [])
+
+    def on_store(event: Event) -> int:
+        req = event.request
+        scp.received.append((req.MessageID, req.AffectedSOPInstanceUID, req.DataSet.getvalue()))
+        time.sleep(scp.delay_s)
+        return scp.statuses.pop(0) if scp.statuses else 0x0000
+
+    ae = AE(ae_title="DEST")
+    ae.supported_contexts = StoragePresentationContexts
+    server = ae.start_server(
+        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    scp.port = server.server_address[1]
+    try:
+        yield scp
+    finally:
+        server.shutdown()
+
+
+def items(paths: list[Path]) -> list[Item]:
+    return [Item("DS", None, p, "") for p in paths]  # type: ignore[arg-type]
+
+
+def test_statuses_data_sets_and_message_ids_as_the_peer_answered(status_scp, tmp_path):
+    files = write_small_series(tmp_path, 6)
+    status_scp.statuses = [0x0000, 0xB000, 0x0111, 0xA700, 0xC000, 0x0122]
+    dest = open_dimse(f"dicom://DEST@127.0.0.1:{status_scp.port}", "EDGE", 10)
+    try:
+        outcomes = dest.deliver(items(files))
+    finally:
+        dest.close()
+    assert outcomes == [
+        DELIVERED,
+        DELIVERED,
+        ALREADY_PRESENT,
+        failed("C-STORE status 0xA700", permanent=False),
+        failed("C-STORE status 0xC000", permanent=True),
+        failed("C-STORE status 0x0122", permanent=True),
+    ]
+    expected = [(n, dcmread(p).SOPInstanceUID, data_set_bytes(p)) for n, p in enumerate(files, 1)]
+    assert status_scp.received == expected
+
+
+def test_a_kept_association_sends_without_nagle_delays(status_scp, tmp_path):
+    dest = open_dimse(f"dicom://DEST@127.0.0.1:{status_scp.port}", "EDGE", 10)
+    try:
+        assert dest.deliver(items(write_small_series(tmp_path, 1))) == [DELIVERED]
+        (link,) = dest._idle
+        sock = link.assoc.dul.socket.socket
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        dest.close()
+
+
+def test_no_answer_in_time_fails_transiently_and_the_next_batch_gets_a_new_association(
+    status_scp, tmp_path
+):
+    first, second = write_small_series(tmp_path, 2)
+    status_scp.delay_s = 3.0
+    dest = open_dimse(f"dicom://DEST@127.0.0.1:{status_scp.port}", "EDGE", 1.0)
+    try:
+        (late,) = dest.deliver(items([first]))
+        assert not late.delivered and not late.permanent
+        assert dest._idle == []  # aborted, not kept
+        status_scp.delay_s = 0.0
+        assert dest.deliver(items([second])) == [DELIVERED]
+    finally:
+        dest.close()
