@@ -15,7 +15,7 @@ from pydicom import dcmread
 from edge_core.objectstore import make_client
 from edge_core.topology import DATASHARES_BUCKET
 from edge_embedded.ports import port_is_free
-from edge_embedded.s3_server import S3_EXTRA_PORTS
+from edge_embedded.s3_server import MEMORY_LIMIT, S3_EXTRA_PORTS
 from edge_testing.dcmtk import DCMTK_ENV, dcmtk, echoscu
 from edge_testing.dicom_data import write_series
 from edge_testing.servers import wait_until
@@ -36,6 +36,16 @@ def test_stops_cleanly_and_keeps_data_across_a_restart(tmp_path):
     stack = start_stack(tmp_path)
     try:
         assert f"API token      : {stack.token}" in stack.log()
+        # The embedded S3 store runs under a Go memory limit (its RSS otherwise keeps growing).
+        assert stack.proc is not None
+        environs = [
+            Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            for pid in _descendants(stack.proc.pid)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "weed"
+        ]
+        assert environs and all(
+            f"GOMEMLIMIT={MEMORY_LIMIT}".encode() in environ for environ in environs
+        )
         status, body = stack.api("registry", "POST", "/api/v1/datashares", {"id": "KEEPME"})
         assert status == 201, body
         stack.store("edge-buffer").put_bytes("KEEPME/probe.dcm", b"kept")
