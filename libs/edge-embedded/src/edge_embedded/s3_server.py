@@ -52,9 +52,12 @@ def s3_server(
     secret_key: str,
     other_ports: list[int] | None = None,
     host: str = "127.0.0.1",
+    max_volumes: int = 0,
 ) -> ServerProcess:
     """``weed mini`` serving S3 on ``host:s3_port`` with one identity; ready when an
-    authenticated S3 call succeeds."""
+    authenticated S3 call succeeds. Each bucket takes volumes of its own, and by default
+    weed allows as many volumes as its free disk holds at its volume size (1 GB); a store
+    serving many buckets (a test session's) sets ``max_volumes``."""
     ports = other_ports or free_ports(len(_PORT_FLAGS))
     data_dir.mkdir(parents=True, exist_ok=True)
     security = write_security_config(data_dir / "security")
@@ -74,6 +77,7 @@ def s3_server(
         "-admin.ui=false",
         "-master.telemetry=false",
         "-master.volumeSizeLimitMB=1024",
+        f"-volume.max={max_volumes}",  # 0: free disk space / volume size
     ]
     env = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     if "GOMEMLIMIT" not in os.environ:  # the operator's own limit wins

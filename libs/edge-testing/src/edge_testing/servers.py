@@ -121,10 +121,18 @@ def start_nats(data_dir: Path, user: str = "", password: str = "") -> NatsServer
     return NatsServer(proc, port, user, password)
 
 
+# Tests make a few buckets each, each bucket its own volume: the session's store needs more
+# volumes than free disk / 1 GB allows on a smaller disk (volumes are not preallocated).
+TEST_MAX_VOLUMES = 1000
+
+
 def start_s3(data_dir: Path) -> S3Server:
     port, *others = free_ports(1 + S3_EXTRA_PORTS)
     access, secret = "edge-test", "edge-test-secret"
-    proc = s3_server(data_dir, port, access, secret, other_ports=others).start(timeout_s=90)
+    server = s3_server(
+        data_dir, port, access, secret, other_ports=others, max_volumes=TEST_MAX_VOLUMES
+    )
+    proc = server.start(timeout_s=90)
     return S3Server(proc, port, access, secret)
 
 
