@@ -3,7 +3,6 @@ PostgreSQL database per session), a feed that publishes real events, and the mon
 consumer folding them."""
 
 import asyncio
-import contextlib
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from edge_core import events as ev
 from edge_core.bus import publish
 from edge_core.datashares import Datashare
 from edge_core.keys import buffer_key, quarantine_key
+from edge_core.tasks import cancel_and_wait
 from edge_core.topology import ensure_topology
 from edge_embedded.ports import free_ports
 from edge_monitor import db, projections
@@ -212,9 +212,7 @@ class Folding:
 async def folding(js, settings: MonitorSettings, engine) -> AsyncIterator[Folding]:
     task = asyncio.create_task(consume(js, settings, db.writer(engine), batch_size=50))
     yield Folding(settings, engine)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 def _monitor_env(settings: MonitorSettings, port: int) -> dict[str, str]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from edge_core.bus import close, connect_when_ready, publish
 from edge_core.logs import configure_logging
+from edge_core.tasks import cancel_and_wait
 from edge_monitor import db
 from edge_monitor.api import Monitor, create_app
 from edge_monitor.backlog import watch_backlog
@@ -55,9 +56,7 @@ def build_app(settings: MonitorSettings) -> FastAPI:
         try:
             yield
         finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
+            await cancel_and_wait(events)
             engine.dispose()
             log.info("monitor stopped")
 

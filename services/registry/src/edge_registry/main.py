@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from edge_core.destination_policy import DestinationPolicy
 from edge_core.logs import configure_logging
 from edge_core.sitekey import SiteKey, SiteKeyError
+from edge_core.tasks import cancel_and_wait
 from edge_registry.api import create_app
 from edge_registry.config import RegistrySettings
 from edge_registry.db import open_database
@@ -33,9 +34,7 @@ def build_app(settings: RegistrySettings) -> FastAPI:
         try:
             yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             engine.dispose()
 
     return create_app(

@@ -2,7 +2,6 @@
 on SIGTERM/SIGINT."""
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -13,6 +12,7 @@ from edge_core.bus import close, connect_when_ready
 from edge_core.datashare_table import DatashareTable
 from edge_core.logs import configure_logging
 from edge_core.objectstore import ObjectStore
+from edge_core.tasks import cancel_and_wait
 from edge_core.topology import VERSIONS_BUCKET
 from edge_uploader.config import UploaderSettings
 from edge_uploader.consumer import consume
@@ -71,9 +71,7 @@ async def run(settings: UploaderSettings, stop: asyncio.Event) -> None:
         )
     finally:
         for task in background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await asyncio.to_thread(router.close)
         await close(nc)
         log.info("uploader stopped")
