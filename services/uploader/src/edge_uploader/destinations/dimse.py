@@ -28,6 +28,7 @@ from pynetdicom import evt
 from pynetdicom.association import Association
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.events import Event
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.transport import AssociationSocket
 
 from edge_core.dicom_reactor import EventAE
@@ -171,23 +172,31 @@ class DimseDestination:
             ae.add_requested_context(*context)
 
         results: list[int] = []
+        rejections: list[int] = []
 
         def on_acse(event: Event) -> None:
             result = getattr(getattr(event, "primitive", None), "result", None)
             if result is not None:
                 results.append(result)
 
+        def on_pdu(event: Event) -> None:
+            # Seen as the PDU arrives: pynetdicom's requestor can miss a rejection that closes
+            # the connection before it looks (it then reports an abort, not a rejection).
+            if isinstance(event.pdu, A_ASSOCIATE_RJ) and event.pdu.result is not None:
+                rejections.append(event.pdu.result)
+
         assoc = ae.associate(
             self.host,
             self.port,
             ae_title=self.called_ae,
-            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse)],
+            evt_handlers=[(evt.EVT_ACSE_RECV, on_acse), (evt.EVT_PDU_RECV, on_pdu)],
         )
         if not assoc.is_established:
-            if assoc.is_rejected:
+            if assoc.is_rejected or rejections:
+                result = rejections[-1:] or results[-1:]
                 raise DeliveryError(
-                    f"{self.url} rejected the association (result {results[-1:]})",
-                    permanent=results[-1:] == [_REJECTED_PERMANENT],
+                    f"{self.url} rejected the association (result {result})",
+                    permanent=result == [_REJECTED_PERMANENT],
                 )
             if results[-1:] == [0x00]:  # accepted, but none of the presentation contexts
                 raise DeliveryError(f"{self.url} accepts none of {needed}", permanent=True)
