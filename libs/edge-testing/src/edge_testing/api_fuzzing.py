@@ -52,3 +52,28 @@ def fuzz(app: BodyReads, openapi_path: str, test: Callable[[Any], None], share: 
         schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
     )
     fuzz_settings(share)(given(cases)(counted(test)))()
+
+
+def fuzz_with_token(app: BodyReads, openapi_path: str, token: str, share: float = 3) -> None:
+    """With the token: nothing answers 5xx and every answer matches the document."""
+
+    def test(case: Any) -> None:
+        case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+
+    fuzz(app, openapi_path, test, share)
+
+
+def fuzz_without_token(
+    app: BodyReads, openapi_path: str, open_paths: frozenset[str] = frozenset(), share: float = 2
+) -> None:
+    """With a wrong token: every route but ``open_paths`` answers 401 before reading the
+    body."""
+
+    def test(case: Any) -> None:
+        before = app.count
+        response = case.call(headers={"Authorization": "Bearer not-the-token"})
+        if case.path not in open_paths:
+            assert response.status_code == 401, response.text
+            assert app.count == before, "the body was read"
+
+    fuzz(app, openapi_path, test, share)
