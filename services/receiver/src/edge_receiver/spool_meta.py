@@ -22,6 +22,7 @@ from pynetdicom.dimse_messages import _MESSAGE_TYPES, C_STORE_RQ, DIMSEMessage
 from pynetdicom.dsutils import create_file_meta, decode
 from pynetdicom.pdu_primitives import P_DATA
 
+from edge_core.dimse_encoding import p_data
 from edge_receiver.store_response import plain_uid
 
 
@@ -88,7 +89,7 @@ class SpoolingMessage(DIMSEMessage):
         if last is None:  # no end of the command set here
             return super().decode_msg(primitive, assoc)
         # Fragments before it, and after it (dataset), are pynetdicom's to decode.
-        if last and DIMSEMessage.decode_msg(self, _pdata(pdvs[:last]), assoc):
+        if last and DIMSEMessage.decode_msg(self, p_data(*pdvs[:last]), assoc):
             return True
         context_id, data = pdvs[last]
         self.encoded_command_set.write(data[1:])
@@ -101,7 +102,7 @@ class SpoolingMessage(DIMSEMessage):
         if _config.STORE_RECV_CHUNKED_DATASET and isinstance(self, C_STORE_RQ):
             _spool(self, context_id, assoc)
         rest = pdvs[last + 1 :]
-        return bool(rest) and DIMSEMessage.decode_msg(self, _pdata(rest), assoc)
+        return bool(rest) and DIMSEMessage.decode_msg(self, p_data(*rest), assoc)
 
 
 def _spool(message: DIMSEMessage, context_id: int, assoc: Any) -> None:
@@ -125,9 +126,3 @@ def _spool(message: DIMSEMessage, context_id: int, assoc: Any) -> None:
             sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=syntax
         ),
     )
-
-
-def _pdata(pdvs: list[tuple[int, bytes]]) -> P_DATA:
-    pdata = P_DATA()
-    pdata.presentation_data_value_list.extend(pdvs)
-    return pdata

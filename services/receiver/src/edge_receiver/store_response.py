@@ -9,13 +9,14 @@ padded with NUL to even length). Anything else is left to pynetdicom.
 """
 
 import re
-import struct
 from typing import Any
 
 from pynetdicom import evt
 from pynetdicom._handlers import standard_dimse_sent_handler
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+
+from edge_core.dimse_encoding import command_set, p_data, ui, us
 
 # What pydicom accepts as a UI value without warning or raising (valuerep.VR_REGEXES, max
 # length 64): only such UIDs take the fast path, so pydicom's validation is never skipped.
@@ -29,14 +30,13 @@ def plain_uid(value: object) -> bytes | None:
     should see it: not a str, over 64 characters, or not a valid UID."""
     if not isinstance(value, str) or len(value) > 64 or not _UID.fullmatch(value):
         return None
-    raw = value.encode("ascii")
-    return raw + b"\0" if len(raw) % 2 else raw
+    return ui(value)
 
 
 def _us(value: object) -> bytes | None:
     if type(value) is not int or not 0 <= value <= 0xFFFF:
         return None
-    return struct.pack("<H", value)
+    return us(value)
 
 
 def encode_store_rsp(primitive: object) -> bytes | None:
@@ -52,21 +52,14 @@ def encode_store_rsp(primitive: object) -> bytes | None:
     status = _us(primitive.Status)
     if sop_class is None or sop_instance is None or message_id is None or status is None:
         return None
-    body = b"".join(
-        (
-            struct.pack("<HHI", 0x0000, 0x0002, len(sop_class)),
-            sop_class,
-            struct.pack("<HHIH", 0x0000, 0x0100, 2, _C_STORE_RSP),
-            struct.pack("<HHI", 0x0000, 0x0120, 2),
-            message_id,
-            struct.pack("<HHIH", 0x0000, 0x0800, 2, _NO_DATA_SET),
-            struct.pack("<HHI", 0x0000, 0x0900, 2),
-            status,
-            struct.pack("<HHI", 0x0000, 0x1000, len(sop_instance)),
-            sop_instance,
-        )
+    return command_set(
+        (0x0002, sop_class),
+        (0x0100, us(_C_STORE_RSP)),
+        (0x0120, message_id),
+        (0x0800, us(_NO_DATA_SET)),
+        (0x0900, status),
+        (0x1000, sop_instance),
     )
-    return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body
 
 
 def store_rsp_pdata(primitive: object, context_id: int, max_pdu: int) -> P_DATA | None:
@@ -76,9 +69,7 @@ def store_rsp_pdata(primitive: object, context_id: int, max_pdu: int) -> P_DATA 
     command = encode_store_rsp(primitive)
     if command is None or (max_pdu and len(command) + 6 > max_pdu):
         return None
-    pdata = P_DATA()
-    pdata.presentation_data_value_list.append((context_id, b"\x03" + command))
-    return pdata
+    return p_data((context_id, b"\x03" + command))
 
 
 def dimse_sent_is_silent(assoc: Any) -> bool:

@@ -11,7 +11,6 @@ reactor away from the response instead of pausing it.
 """
 
 import re
-import struct
 from collections.abc import Iterator
 from math import ceil
 from pathlib import Path
@@ -21,6 +20,9 @@ from pynetdicom.dimse import DIMSEServiceProvider, _QueueItem
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+
+from edge_core import dimse_encoding
+from edge_core.dimse_encoding import p_data, ui, us
 
 # send_c_store's default priority (PS3.7 9.1.1.1.7: 0x0002 LOW).
 LOW = 2
@@ -47,26 +49,14 @@ def command_set(msg_id: int, sop_class: str, sop_instance: str, priority: int = 
     """The C-STORE-RQ command set (Implicit VR Little Endian), as pynetdicom encodes it."""
     if not (_PLAIN_UID.fullmatch(sop_class) and _PLAIN_UID.fullmatch(sop_instance)):
         return _pynetdicom_command_set(msg_id, sop_class, sop_instance, priority)
-    body = b"".join(
-        (
-            _element(0x0002, _uid(sop_class)),
-            _element(0x0100, struct.pack("<H", 0x0001)),  # Command Field: C-STORE-RQ
-            _element(0x0110, struct.pack("<H", msg_id)),
-            _element(0x0700, struct.pack("<H", priority)),
-            _element(0x0800, struct.pack("<H", 0x0001)),  # Command Data Set Type: present
-            _element(0x1000, _uid(sop_instance)),
-        )
+    return dimse_encoding.command_set(
+        (0x0002, ui(sop_class)),
+        (0x0100, us(0x0001)),  # Command Field: C-STORE-RQ
+        (0x0110, us(msg_id)),
+        (0x0700, us(priority)),
+        (0x0800, us(0x0001)),  # Command Data Set Type: present
+        (0x1000, ui(sop_instance)),
     )
-    return _element(0x0000, struct.pack("<I", len(body))) + body
-
-
-def _element(element: int, value: bytes) -> bytes:
-    return struct.pack("<HHI", 0x0000, element, len(value)) + value
-
-
-def _uid(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\0" if len(raw) % 2 else raw
 
 
 def _pynetdicom_command_set(msg_id: int, sop_class: str, sop_instance: str, priority: int) -> bytes:
@@ -92,19 +82,13 @@ def fragments(
         raise ValueError(f"maximum PDU length {max_pdu} leaves no room for a PDV")
     pieces = [command[i : i + size] for i in range(0, len(command), size)] or [b""]
     for n, piece in enumerate(pieces, 1):
-        yield _p_data(context_id, (b"\x03" if n == len(pieces) else b"\x01") + piece)
+        yield p_data((context_id, (b"\x03" if n == len(pieces) else b"\x01") + piece))
     with path.open("rb") as file:
         length = file.seek(0, 2) - file.seek(offset)
         size = length if max_pdu == 0 else max_pdu - 6
         for _ in range(ceil(length / size) - 1 if size else 0):
-            yield _p_data(context_id, b"\x00" + file.read(size))
-        yield _p_data(context_id, b"\x02" + file.read(size))
-
-
-def _p_data(context_id: int, pdv: bytes) -> P_DATA:
-    primitive = P_DATA()
-    primitive.presentation_data_value_list.append((context_id, pdv))
-    return primitive
+            yield p_data((context_id, b"\x00" + file.read(size)))
+        yield p_data((context_id, b"\x02" + file.read(size)))
 
 
 def send_c_store(
